@@ -1,0 +1,38 @@
+"""Audit actor kinds and the catalogue of recorded actions.
+
+Actions are dotted ``<area>.<object>.<verb>`` strings. Every action the project
+records is listed here, so the catalogue in docs/operations.md can be checked
+against it and a typo fails loudly (``audit_record`` refuses unknown actions).
+"""
+
+from django.db import models
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    API_CLIENT = "api_client", "API client"
+    SYSTEM = "system", "System"
+    ANONYMOUS = "anonymous", "Anonymous"
+
+
+class AuditAction(models.TextChoices):
+    LOGIN_SUCCEEDED = "auth.login.succeeded", "Login succeeded"
+    LOGIN_FAILED = "auth.login.failed", "Login failed"
+    LOGIN_LOCKED_OUT = "auth.login.locked_out", "Login locked out"
+    TOKEN_REFRESHED = "auth.token.refreshed", "Token refreshed"
+    TOKEN_REUSE_DETECTED = "auth.token.reuse_detected", "Rotated refresh token reused"
+    WS_TICKET_ISSUED = "auth.ws_ticket.issued", "WebSocket ticket issued"
+    WS_CONNECTED = "ws.connected", "WebSocket connected"
+    WS_DISCONNECTED = "ws.disconnected", "WebSocket disconnected"
+    WS_REJECTED = "ws.rejected", "WebSocket authentication rejected"
+    USER_DEACTIVATED = "user.deactivated", "User deactivated"
+    USER_REACTIVATED = "user.reactivated", "User reactivated"
+    API_CLIENT_CREATED = "api_client.created", "API client created"
+    API_CLIENT_REVOKED = "api_client.revoked", "API client revoked"
+    ADMIN_ADDED = "admin.object.added", "Admin added an object"
+    ADMIN_CHANGED = "admin.object.changed", "Admin changed an object"
+    ADMIN_DELETED = "admin.object.deleted", "Admin deleted an object"
+
+
+# The GENESIS hash every chain starts from.
+GENESIS_HASH = "0" * 64

@@ -1,0 +1,6 @@
+"""Chat rooms (public, private, direct) and their members.
+
+Separate from ``realtime`` (the WebSocket hub: transport, envelope, dispatch) so
+that the hub stays a protocol layer that chat, playlists, listening sessions and
+notifications plug into alike.
+"""

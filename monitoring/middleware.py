@@ -1,0 +1,31 @@
+"""HTTP middleware of the operations layer."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from .logging import request_id_var
+
+# Accept a caller's id only if it is short and harmless in a log line.
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+
+class RequestIdMiddleware:
+    """Give each request an id (the caller's ``X-Request-ID`` if sane), expose it to
+    logs and return it in the ``X-Request-ID`` response header."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response["X-Request-ID"] = request_id
+        return response

@@ -1,0 +1,1 @@
+"""Notifications: sending, routing and delivery through Celery workers."""

@@ -1,0 +1,1 @@
+"""Track catalog and collaborative playlists."""

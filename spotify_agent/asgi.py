@@ -1,0 +1,25 @@
+"""ASGI entry point: HTTP goes to Django, ``/ws/`` to the real-time hub.
+
+The WebSocket stack is: origin and credential checks (``realtime.middleware``)
+then the hub consumer. Django is set up before the routing imports models.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spotify_agent.settings")
+
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from realtime.middleware import WebSocketAuthMiddleware  # noqa: E402
+from realtime.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)

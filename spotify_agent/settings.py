@@ -1,0 +1,440 @@
+"""Django settings, read from the environment through ``spotify_agent.env``.
+
+Two switches decide the backing services:
+
+* no ``DATABASE_URL`` and no ``REDIS_URL`` — the embedded default: SQLite, the
+  in-memory channel layer, a local-memory cache and eager Celery (``make run``);
+* with them set — PostgreSQL through psycopg 3, the Redis channel layer, a Redis
+  cache and a Redis Celery broker.
+
+Nothing else differs between the two. Every variable is documented in README.md
+and ``.env.example``; docs/operations.md explains the production values.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
+
+from .env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+
+# --- Core -------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    # Development only: a fixed, obviously insecure key so sessions survive restarts.
+    SECRET_KEY = "django-insecure-development-key-do-not-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    # daphne first so that `runserver` serves ASGI (HTTP and WebSocket).
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "django_prometheus",
+    "axes",
+    # Project apps.
+    "accounts",
+    "audit",
+    "realtime",
+    "chat",
+    "playlists",
+    "notifications",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "monitoring.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it answers locked-out logins.
+    "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "spotify_agent.urls"
+ASGI_APPLICATION = "spotify_agent.asgi.application"
+WSGI_APPLICATION = "spotify_agent.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    # Axes first: it refuses locked-out credentials before they are checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Backing services: the two switches --------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL")
+REDIS_URL = env_str("REDIS_URL")
+
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            # Persistent connections do not survive ASGI's per-request threads;
+            # connections are pooled by PgBouncer or DATABASE_POOL instead.
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+            conn_health_checks=True,
+            engine="django_prometheus.db.backends.postgresql",
+        )
+    }
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"]["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django_prometheus.db.backends.sqlite3",
+            "NAME": env_str("SQLITE_PATH", str(VAR_DIR / "db.sqlite3")),
+            # WAL lets the daphne threads read while one of them writes.
+            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"},
+            # A file, not memory, so a daphne or Celery process started by a test sees the same data.
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+        }
+    }
+
+# redis-py caps a pool's connections and raises when it is exhausted; its socket
+# timeout must also exceed channels_redis's blocking receive (5 s) or idle
+# consumers fail. Both are set deliberately here (docs/operations.md).
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 1000, minimum=10)
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 15.0)
+REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 5.0)
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "max_connections": REDIS_MAX_CONNECTIONS,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                        "health_check_interval": 30,
+                    }
+                ],
+                "prefix": env_str("CHANNEL_LAYER_PREFIX", "asgi"),
+                "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=100),
+                "expiry": 60,
+                "group_expiry": 86400,
+            },
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.redis.NativeRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "sa"),
+            "OPTIONS": {
+                "max_connections": REDIS_MAX_CONNECTIONS,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache",
+            "LOCATION": "spotify-agent",
+        }
+    }
+
+# --- Celery (read by spotify_agent/celery.py with namespace="CELERY") ---------
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TRACK_STARTED = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=1)
+# With acks_late, a task that is not acked within the visibility timeout is
+# redelivered. No countdown/ETA may exceed it; longer delays go through beat.
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    # Priority steps so a CRITICAL notification overtakes a digest in one queue.
+    "queue_order_strategy": "priority",
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"socket_timeout": REDIS_SOCKET_TIMEOUT}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = (
+    Queue("default", Exchange("default"), routing_key="default"),
+    Queue("notifications", Exchange("notifications"), routing_key="notifications"),
+    Queue("compliance", Exchange("compliance"), routing_key="compliance"),
+)
+CELERY_TASK_ROUTES = {
+    "notifications.*": {"queue": "notifications"},
+    "compliance.*": {"queue": "compliance"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "accounts-flush-expired-tokens": {
+        "task": "accounts.tasks.token_flush_expired",
+        "schedule": timedelta(hours=6),
+    },
+    "accounts-purge-stale-login-attempts": {
+        "task": "accounts.tasks.login_attempts_purge",
+        "schedule": timedelta(hours=1),
+    },
+    "audit-anchor-chain-heads": {
+        "task": "audit.tasks.audit_anchor_heads",
+        "schedule": timedelta(minutes=5),
+    },
+}
+
+# --- REST API ----------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.TenantJWTAuthentication",
+        "accounts.authentication.ApiClientAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "spotify_agent.api.pagination.DefaultCursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "spotify_agent.api.throttling.PrincipalRateThrottle",
+        "spotify_agent.api.throttling.AnonymousRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_str("THROTTLE_RATE_USER", "600/min"),
+        "api_client": env_str("THROTTLE_RATE_API_CLIENT", "3000/min"),
+        "anon": env_str("THROTTLE_RATE_ANON", "60/min"),
+        "auth": env_str("THROTTLE_RATE_AUTH", "30/min"),
+    },
+    "EXCEPTION_HANDLER": "spotify_agent.api.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0, minimum=0),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Spotify Agent API",
+    "DESCRIPTION": (
+        "Partner and client REST API. Authenticate with a JWT (`Authorization: Bearer`) "
+        "or an API client key (`Authorization: Api-Key <key>`). Errors always have the shape "
+        '`{"error": {"code", "message", "details"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "ApiKeyAuth": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "`Api-Key <key>` as issued to an API client.",
+            }
+        }
+    },
+}
+
+JWT_ISSUER = env_str("JWT_ISSUER", "spotify-agent")
+JWT_AUDIENCE = env_str("JWT_AUDIENCE", "spotify-agent-api")
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_ACCESS_LIFETIME", 300, minimum=10)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_REFRESH_LIFETIME", 86400, minimum=60)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    # Pinned: the verifier accepts exactly this algorithm (no "none", no RS/HS confusion).
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": env_str("JWT_SIGNING_KEY") or SECRET_KEY,
+    "AUDIENCE": JWT_AUDIENCE,
+    "ISSUER": JWT_ISSUER,
+    "LEEWAY": 0,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+    "CHECK_USER_IS_ACTIVE": True,
+    "TOKEN_OBTAIN_SERIALIZER": "accounts.api.serializers.TokenObtainInputSerializer",
+}
+
+# --- Authentication hardening (django-axes) ---------------------------------
+
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1))
+# Lock a username tried from anywhere, and an IP trying many usernames.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.services.auth.login_lockout_response"
+AXES_VERBOSE = False
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
+# Client IP behind a reverse proxy: the N-th address from the right of
+# X-Forwarded-For, where N = NUM_PROXIES (0 = trust only the socket peer).
+AXES_IPWARE_PROXY_COUNT = env_int("NUM_PROXIES", 0, minimum=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if env_int("NUM_PROXIES", 0) else ["REMOTE_ADDR"]
+)
+
+# --- Real-time hub ------------------------------------------------------------
+
+MAX_WS_CONNECTIONS_PER_USER = env_int("MAX_WS_CONNECTIONS_PER_USER", 5, minimum=1)
+WS_HEARTBEAT_INTERVAL = env_int("WS_HEARTBEAT_INTERVAL", 30, minimum=1)
+WS_AUTH_TIMEOUT = env_float("WS_AUTH_TIMEOUT", 5.0)
+WS_TICKET_TTL = env_int("WS_TICKET_TTL", 30, minimum=1)
+# How often an open socket re-checks that its user is still active and unbanned.
+WS_AUTH_RECHECK_INTERVAL = env_float("WS_AUTH_RECHECK_INTERVAL", 5.0)
+WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 65536, minimum=1024)
+WS_ALLOWED_ORIGINS = env_list(
+    "WS_ALLOWED_ORIGINS",
+    ["http://localhost:8000", "http://127.0.0.1:8000"] if DEBUG else [],
+)
+MESSAGE_BATCH_SIZE = env_int("MESSAGE_BATCH_SIZE", 100, minimum=1)
+NOTIFICATION_QUEUE_SIZE = env_int("NOTIFICATION_QUEUE_SIZE", 10000, minimum=1)
+
+# --- Audit ----------------------------------------------------------------------
+
+# Key of the audit chain's HMAC. Distinct from SECRET_KEY in production so that
+# rotating one does not invalidate the other (docs/operations.md).
+AUDIT_HMAC_KEY = env_str("AUDIT_HMAC_KEY") or SECRET_KEY
+
+# --- Operations -----------------------------------------------------------------
+
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+PROMETHEUS_EXPORT_MIGRATIONS = False
+READYZ_TIMEOUT = env_float("READYZ_TIMEOUT", 2.0)
+SENTRY_DSN = env_str("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
+SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0)
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "monitoring.logging.RequestIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # channels_redis logs dropped messages at INFO; keep them visible.
+        "channels_redis": {"level": "INFO"},
+        "daphne": {"level": "WARNING"},
+    },
+}
+
+# --- Security (production) ------------------------------------------------------
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Health checks and metrics are scraped over plain HTTP inside the cluster.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+
+if SENTRY_DSN:
+    from monitoring.sentry import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)
