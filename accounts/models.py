@@ -59,9 +59,12 @@ class User(AbstractUser):
     display_name = models.CharField(max_length=150, blank=True)
     timezone = models.CharField(max_length=64, default="UTC")
     locale = models.CharField(max_length=16, default="en")
-    # Tokens issued before this instant are refused ("log out everywhere",
-    # refresh-token reuse). NULL: no cut-off.
-    tokens_valid_after = models.DateTimeField(null=True, blank=True, editable=False)
+    # Every token carries the generation it was issued under ("gen" claim);
+    # revoking all sessions ("log out everywhere", refresh-token reuse,
+    # deactivation) increments it, so older tokens are refused exactly,
+    # with no clock-precision window.
+    token_generation = models.PositiveIntegerField(default=0, editable=False)
+    sessions_revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [

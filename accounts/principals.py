@@ -25,6 +25,8 @@ class Principal:
     # When the credential that authenticated this principal stops being valid.
     expires_at: datetime | None = None
     token_jti: str | None = None
+    # The user's token generation the credential was issued under.
+    token_generation: int | None = None
 
     @property
     def kind(self) -> str:

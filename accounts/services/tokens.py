@@ -5,7 +5,8 @@
 - ``access_token_authenticate`` is the only place an access token becomes a
   ``Principal``: REST and WebSocket call it alike, and it re-reads the user,
   membership and tenant so a deactivated user or suspended tenant is refused at
-  once, whatever the token says.
+  once, whatever the token says. Tokens carry the user's token generation
+  (``gen``); revoking every session increments it.
 - ``token_refresh`` rotates refresh tokens and blacklists the old one; a reused
   (already rotated) refresh token is treated as stolen: it is refused, audited,
   and every session of its user is revoked.
@@ -24,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
@@ -35,6 +37,8 @@ from audit.services import NO_CONTEXT, Actor, RequestContext, audit_record
 
 from ..models import User
 from ..principals import Principal
+
+GENERATION_CLAIM = "gen"
 
 
 class AuthenticationError(Exception):
@@ -57,6 +61,7 @@ class TenantRefreshToken(RefreshToken):
         token = super().for_user(user)
         token["tenant_id"] = membership.tenant_id
         token["tenant"] = membership.tenant.slug
+        token[GENERATION_CLAIM] = user.token_generation
         return token
 
 
@@ -88,6 +93,7 @@ def principal_for_user(user: User, *, expires_at: datetime | None = None, jti: s
         role=membership.role,
         expires_at=expires_at,
         token_jti=jti,
+        token_generation=user.token_generation,
     )
 
 
@@ -98,10 +104,8 @@ def _load_user(user_id) -> User:
         raise AuthenticationError("token_invalid", "The token's user does not exist.") from None
 
 
-def _check_not_revoked(user: User, issued_at: int | float | None) -> None:
-    if user.tokens_valid_after is not None and (
-        issued_at is None or _epoch_to_datetime(issued_at) < user.tokens_valid_after
-    ):
+def _check_not_revoked(user: User, generation: object) -> None:
+    if generation != user.token_generation:
         raise AuthenticationError("token_revoked", "This token has been revoked.")
 
 
@@ -117,7 +121,7 @@ def access_token_authenticate(*, raw_token: str) -> tuple[User, Principal]:
     except TokenError:
         raise AuthenticationError("token_invalid", "The access token is invalid.") from None
     user = _load_user(token.get(jwt_settings.USER_ID_CLAIM))
-    _check_not_revoked(user, token.get("iat"))
+    _check_not_revoked(user, token.get(GENERATION_CLAIM))
     principal = principal_for_user(user, expires_at=_epoch_to_datetime(token["exp"]), jti=token.get("jti"))
     if token.get("tenant_id") != principal.tenant_id:
         # The user moved tenant after this token was issued.
@@ -143,11 +147,12 @@ def token_pair_issue(*, user: User, context: RequestContext = NO_CONTEXT) -> Tok
 
 
 def user_revoke_sessions(*, user: User) -> int:
-    """Blacklist every outstanding refresh token of the user and refuse every access
-    token issued until now. Returns how many refresh tokens were blacklisted."""
+    """Blacklist every outstanding refresh token of the user and refuse every token
+    issued until now (the generation moves on; open WebSockets notice it at their
+    next re-check). Returns how many refresh tokens were blacklisted."""
     now = timezone.now()
-    User.objects.filter(pk=user.pk).update(tokens_valid_after=now)
-    user.tokens_valid_after = now
+    User.objects.filter(pk=user.pk).update(token_generation=F("token_generation") + 1, sessions_revoked_at=now)
+    user.refresh_from_db(fields=["token_generation", "sessions_revoked_at"])
     outstanding = OutstandingToken.objects.filter(user=user, expires_at__gt=now).exclude(blacklistedtoken__isnull=False)
     count = 0
     for token in outstanding:
@@ -186,7 +191,7 @@ def token_refresh(*, raw_refresh: str, context: RequestContext = NO_CONTEXT) -> 
             reused_by = _load_user(token.get(jwt_settings.USER_ID_CLAIM))
         if reused_by is None:
             user = _load_user(token.get(jwt_settings.USER_ID_CLAIM))
-            _check_not_revoked(user, token.get("iat"))
+            _check_not_revoked(user, token.get(GENERATION_CLAIM))
             principal = principal_for_user(user)
             if token.get("tenant_id") != principal.tenant_id:
                 raise AuthenticationError("token_invalid", "The token was issued for another tenant.")
@@ -255,6 +260,7 @@ def ws_ticket_issue(*, principal: Principal, context: RequestContext = NO_CONTEX
         "tenant_id": principal.tenant_id,
         "session_expires_at": principal.expires_at.timestamp() if principal.expires_at else None,
         "jti": principal.token_jti,
+        "gen": principal.token_generation,
     }
     cache.set(_ticket_key(ticket), json.dumps(payload), timeout=ttl)
     audit_record(
@@ -280,6 +286,8 @@ def ws_ticket_consume(*, ticket: str) -> tuple[User, Principal]:
         raise AuthenticationError("ticket_invalid", "The ticket is invalid, expired or already used.")
     payload = json.loads(raw)
     user = _load_user(payload["user_id"])
+    # A "log out everywhere" between minting and redeeming voids the ticket too.
+    _check_not_revoked(user, payload.get("gen"))
     expires_at = (
         _epoch_to_datetime(payload["session_expires_at"]) if payload.get("session_expires_at") is not None else None
     )
