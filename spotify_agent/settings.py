@@ -193,7 +193,8 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django_prometheus.cache.backends.redis.NativeRedisCache",
+            # Django's own client: django_prometheus's Redis backends import django-redis.
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "sa"),
             "OPTIONS": {
@@ -350,11 +351,9 @@ AXES_LOCKOUT_CALLABLE = "accounts.services.auth.login_lockout_response"
 AXES_VERBOSE = False
 AXES_ENABLE_ACCESS_FAILURE_LOG = False
 # Client IP behind a reverse proxy: the N-th address from the right of
-# X-Forwarded-For, where N = NUM_PROXIES (0 = trust only the socket peer).
-AXES_IPWARE_PROXY_COUNT = env_int("NUM_PROXIES", 0, minimum=0) or None
-AXES_IPWARE_META_PRECEDENCE_ORDER = (
-    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if env_int("NUM_PROXIES", 0) else ["REMOTE_ADDR"]
-)
+# X-Forwarded-For, where N = NUM_PROXIES (0 = trust only the socket peer). The
+# same function serves REST throttles, audit and WebSocket, so all agree.
+AXES_CLIENT_IP_CALLABLE = "accounts.services.network.client_ip"
 
 # --- Real-time hub ------------------------------------------------------------
 

@@ -16,3 +16,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("monitoring.urls")),
 ]
+
+# Django's own errors: the API error shape under /api/, Django's pages elsewhere.
+handler400 = "spotify_agent.api.exceptions.handler400"
+handler403 = "spotify_agent.api.exceptions.handler403"
+handler404 = "spotify_agent.api.exceptions.handler404"
+handler500 = "spotify_agent.api.exceptions.handler500"
