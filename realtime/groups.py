@@ -1,0 +1,13 @@
+"""Channel-layer group names. Every name carries the tenant, so no event can be
+addressed across tenants by mistake; build names here, never with f-strings at
+the call site.
+
+Channels allows ``[A-Za-z0-9._-]`` and fewer than 100 characters in a group name.
+"""
+
+from __future__ import annotations
+
+
+def user_group(*, tenant_id: int, user_id: int) -> str:
+    """Every open socket of one user: session revocation and personal events."""
+    return f"t{tenant_id}.user.{user_id}"
