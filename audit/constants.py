@@ -1,7 +1,7 @@
 """Audit actor kinds and the catalogue of recorded actions.
 
 Actions are dotted ``<area>.<object>.<verb>`` strings. Every action the project
-records is listed here, so the catalogue in docs/operations.md can be checked
+records is listed here, so the catalogue in docs/audit.md can be checked
 against it and a typo fails loudly (``audit_record`` refuses unknown actions).
 """
 

@@ -5,7 +5,7 @@ never updated or deleted through the ORM (the queryset and the model refuse).
 Each tenant has its own chain (tenant NULL is the installation-wide chain);
 ``AuditChainHead`` holds the last sequence number and hash of each chain, is the
 row lock that serialises appends, and is the in-database anchor that reveals a
-truncated tail. docs/operations.md, "Audit trail", describes the design.
+truncated tail. docs/audit.md describes the design.
 """
 
 from __future__ import annotations

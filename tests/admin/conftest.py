@@ -1,0 +1,113 @@
+"""Fixtures of the admin tests: a logged-in superuser, one row of every registered model."""
+
+from __future__ import annotations
+
+import pytest
+from django import forms
+from django.contrib.auth.models import Group
+
+from accounts.constants import ApiScope, Role
+from accounts.services.api_clients import api_client_create
+from audit.constants import AuditAction
+from audit.services import Actor, RequestContext, audit_record
+from chat.models import Room, RoomMember
+from playlists.models import Playlist, PlaylistItem, Track
+from tests.factories import TenantFactory, UserFactory
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(username="root-admin", tenant=None, is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def superuser_client(client, superuser):
+    client.force_login(superuser)
+    return client
+
+
+def make_rows(*, tag: str) -> dict[type, object]:
+    """One new row of every model the admin shows, in a new tenant named after ``tag``."""
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    from audit.models import AuditChainHead, AuditEvent
+
+    tenant = TenantFactory(slug=f"tenant-{tag}")
+    user = UserFactory(username=f"member-{tag}", tenant=tenant)
+    staff = Actor.system("tests")
+    issued = api_client_create(tenant=tenant, name=f"partner-{tag}", scopes=[ApiScope.TENANT_READ], actor=staff)
+    room = Room.objects.create(tenant=tenant, name=f"lobby-{tag}", created_by=user)
+    member = RoomMember.objects.create(tenant=tenant, room=room, user=user)
+    track = Track.objects.create(tenant=tenant, uri=f"spotify:track:{tag}", title="Song", artist="Band", duration_ms=1)
+    playlist = Playlist.objects.create(tenant=tenant, owner=user, title=f"Mix {tag}")
+    PlaylistItem.objects.create(tenant=tenant, playlist=playlist, track=track, position=0, added_by=user)
+    event = audit_record(
+        action=AuditAction.LOGIN_SUCCEEDED,
+        actor=Actor.user(user),
+        tenant_id=tenant.pk,
+        context=RequestContext(ip="192.0.2.1", user_agent="pytest"),
+        details={"tag": tag},
+    )
+    refresh = RefreshToken.for_user(user)
+    refresh.blacklist()
+    access = {
+        "user_agent": "pytest",
+        "ip_address": "192.0.2.1",
+        "username": user.username,
+        "http_accept": "*/*",
+        "path_info": "/api/v1/auth/token/",
+    }
+    return {
+        type(tenant): tenant,
+        type(user): user,
+        type(user.membership): user.membership,
+        type(issued.client): issued.client,
+        Group: Group.objects.create(name=f"support-{tag}"),
+        Room: room,
+        RoomMember: member,
+        Track: track,
+        Playlist: playlist,
+        AuditEvent: event,
+        AuditChainHead: AuditChainHead.objects.get(chain_key=tenant.pk),
+        OutstandingToken: OutstandingToken.objects.get(jti=refresh["jti"]),
+        BlacklistedToken: BlacklistedToken.objects.get(token__jti=refresh["jti"]),
+        AccessAttempt: AccessAttempt.objects.create(**access, get_data="", post_data="", failures_since_start=1),
+        AccessLog: AccessLog.objects.create(**access),
+        AccessFailureLog: AccessFailureLog.objects.create(**access),
+    }
+
+
+def changeform_data(response) -> dict[str, object]:
+    """The POST data that re-submits a rendered change form (and its inlines) unchanged."""
+    data: dict[str, object] = {}
+
+    def add(form) -> None:
+        for name, field in form.fields.items():
+            if field.disabled:
+                continue
+            key, value = form.add_prefix(name), form[name].value()
+            if isinstance(field.widget, forms.CheckboxInput):
+                if value:
+                    data[key] = "on"
+            elif value is None:
+                data[key] = ""
+            elif isinstance(value, list | tuple):
+                data[key] = [str(item) for item in value]
+            else:
+                data[key] = str(value)
+
+    add(response.context["adminform"].form)
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        data.update({management.add_prefix(name): value for name, value in management.initial.items()})
+        for form in formset.forms:
+            add(form)
+    return data
+
+
+@pytest.fixture
+def member(tenant):
+    return UserFactory(username="bob", tenant=tenant, role=Role.MEMBER)
