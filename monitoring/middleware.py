@@ -22,10 +22,11 @@ class RequestIdMiddleware:
         incoming = request.META.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
-        token = request_id_var.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
+        # Set, not reset afterwards: Django logs 4xx/5xx responses ("Not Found:
+        # …") after the middleware chain has returned, and those lines must carry
+        # the id too. Each ASGI request runs in a context of its own, and the
+        # next request on a thread sets the variable again before logging.
+        request_id_var.set(request_id)
+        response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
