@@ -8,10 +8,17 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_PASSWORD ?= demo-pass-2026
 
-# Test runs use production settings (DEBUG off) minus TLS redirects, with a
-# throwaway key; DATABASE_URL / REDIS_URL pass through from the caller (.ci/run
-# sets them to the machine's PostgreSQL and Redis).
-TEST_ENV := DEBUG=0 SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef \
+# The suite runs against the real PostgreSQL and Redis of this machine (a
+# database and a Redis db of its own); override either, e.g.
+# `make test TEST_REDIS_URL=redis://127.0.0.1:6379/8`. Setting both empty runs
+# it on the embedded default, where the tests that need Redis are skipped.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/spotify_agent
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
+
+# Test runs use production settings (DEBUG off, collected static files) minus
+# TLS redirects, with a throwaway key.
+TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	DEBUG=0 SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef-0123456789abcdef \
 	ALLOWED_HOSTS=127.0.0.1,localhost,testserver SECURE_SSL_REDIRECT=0 CACHE_KEY_PREFIX=test \
 	CHANNEL_LAYER_PREFIX=test-asgi LOG_LEVEL=WARNING WS_ALLOWED_ORIGINS=http://127.0.0.1:8000,https://app.example.com
 
@@ -29,19 +36,14 @@ migrate: install
 	DEBUG=1 $(PY) manage.py migrate --noinput
 
 seed: migrate
-	DEBUG=1 $(PY) manage.py seed_demo --password $(DEMO_PASSWORD)
+	DEBUG=1 $(PY) manage.py seed_demo --password $(DEMO_PASSWORD) --base-url http://$(HOST):$(PORT)
 
+# seed_demo prints the URLs of the admin, API docs and WebSocket and the credentials.
 run: seed
-	@echo ""
-	@echo "  Admin:      http://$(HOST):$(PORT)/admin/   (user admin)"
-	@echo "  API docs:   http://$(HOST):$(PORT)/api/docs/"
-	@echo "  Readiness:  http://$(HOST):$(PORT)/readyz"
-	@echo "  WebSocket:  ws://$(HOST):$(PORT)/ws/"
-	@echo "  Password of every demo user: $(DEMO_PASSWORD)"
-	@echo ""
 	DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install
+	$(TEST_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
