@@ -32,6 +32,10 @@ class AuditAction(models.TextChoices):
     ADMIN_ADDED = "admin.object.added", "Admin added an object"
     ADMIN_CHANGED = "admin.object.changed", "Admin changed an object"
     ADMIN_DELETED = "admin.object.deleted", "Admin deleted an object"
+    ROOM_MEMBER_KICKED = "room.member.kicked", "Room member kicked"
+    ROOM_MEMBER_BANNED = "room.member.banned", "Room member banned"
+    ROOM_MEMBER_UNBANNED = "room.member.unbanned", "Room member unbanned"
+    CHAT_MESSAGE_DELETED_BY_MODERATOR = "chat.message.deleted_by_moderator", "Message deleted by a moderator"
 
 
 # The GENESIS hash every chain starts from.

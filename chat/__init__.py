@@ -1,4 +1,4 @@
-"""Chat rooms (public, private, direct) and their members.
+"""Chat: rooms (public, private, direct), their members, messages, read markers and search.
 
 Separate from ``realtime`` (the WebSocket hub: transport, envelope, dispatch) so
 that the hub stays a protocol layer that chat, playlists, listening sessions and

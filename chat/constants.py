@@ -1,4 +1,4 @@
-"""Choices and limits of chat rooms."""
+"""Choices and limits of chat rooms and messages."""
 
 from django.db import models
 
@@ -16,3 +16,38 @@ class RoomRole(models.TextChoices):
 
 
 ROOM_NAME_MAX_LENGTH = 100
+# Room roles that may moderate the room: invite, kick, ban, delete others' messages.
+ROOM_MODERATOR_ROLES = frozenset({RoomRole.MODERATOR, RoomRole.OWNER})
+
+# A message is chat, not a document: long enough for a pasted lyric, short
+# enough that a page of MESSAGE_BATCH_SIZE messages stays well under 1 MB.
+MESSAGE_BODY_MAX_LENGTH = 4000
+# The client's idempotency token for a send (a UUID fits with room to spare).
+CLIENT_ID_MAX_LENGTH = 64
+# One emoji can be several code points (skin tones, ZWJ sequences, flags).
+EMOJI_MAX_LENGTH = 32
+BAN_REASON_MAX_LENGTH = 300
+
+# Full-text search: at most this many hits, and the plain-text markers around
+# matched words in a headline. Not HTML: bodies are data, and a client that
+# escapes the text and then replaces these markers cannot be tricked into
+# rendering markup from a message.
+SEARCH_RESULTS_LIMIT = 50
+SEARCH_HIGHLIGHT_START = "[["
+SEARCH_HIGHLIGHT_STOP = "]]"
+# The text search configuration: no stemming or stop words, so that any
+# language matches word for word (and the GIN index in 0002 is built with it).
+SEARCH_CONFIG = "simple"
+
+
+class ReactionAction(models.TextChoices):
+    ADDED = "added", "Added"
+    REMOVED = "removed", "Removed"
+
+
+class MemberChange(models.TextChoices):
+    """Why a member left a room (``room.member_left``)."""
+
+    LEFT = "left", "Left"
+    KICKED = "kicked", "Kicked"
+    BANNED = "banned", "Banned"

@@ -1,11 +1,25 @@
-"""Chat rooms and their membership. Both are tenant-owned."""
+"""Chat rooms, their members, bans and invitations, and the messages posted in them.
+
+Every row here belongs to one tenant: rooms, memberships, bans, invitations and
+messages carry it (``TenantOwned``); edits and reactions reach it through their
+message. Messages are numbered per room by ``Room.last_seq`` (gap-free, see
+``chat.services.messages``); read state is one ``last_read_seq`` per member,
+not a row per message. Writes happen only in ``chat.services``.
+"""
 
 from django.conf import settings
 from django.db import models
 
 from accounts.models import TenantOwned
 
-from .constants import ROOM_NAME_MAX_LENGTH, RoomKind, RoomRole
+from .constants import (
+    BAN_REASON_MAX_LENGTH,
+    CLIENT_ID_MAX_LENGTH,
+    EMOJI_MAX_LENGTH,
+    ROOM_NAME_MAX_LENGTH,
+    RoomKind,
+    RoomRole,
+)
 
 
 class Room(TenantOwned):
@@ -19,6 +33,15 @@ class Room(TenantOwned):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # The seq of the newest message: the per-room counter, advanced under a row
+    # lock by message_send. Also the unread baseline (last_seq - last_read_seq).
+    last_seq = models.BigIntegerField(default=0, editable=False)
+    # Storage encryption of bodies comes later; the flag is stored now so
+    # clients can show it and the migration does not have to guess.
+    encrypted = models.BooleanField(default=False)
+    # "<lower user id>:<higher user id>" for direct rooms, so each pair has one.
+    # NULL (not "") for other rooms: NULLs never collide in the unique constraint.
+    direct_key = models.CharField(max_length=41, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "kind"])]
@@ -27,7 +50,8 @@ class Room(TenantOwned):
                 fields=["tenant", "name"],
                 condition=~models.Q(kind=RoomKind.DIRECT),
                 name="chat_room_tenant_name_unique",
-            )
+            ),
+            models.UniqueConstraint(fields=["tenant", "direct_key"], name="chat_room_tenant_direct_key_unique"),
         ]
 
     def __str__(self) -> str:
@@ -35,15 +59,129 @@ class Room(TenantOwned):
 
 
 class RoomMember(TenantOwned):
-    """A user's membership of a room, with a room role."""
+    """A user's membership of a room, with a room role and how far they have read."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="members")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships")
     role = models.CharField(max_length=10, choices=RoomRole.choices, default=RoomRole.MEMBER)
     joined_at = models.DateTimeField(auto_now_add=True)
+    # "Read up to": only ever moves forward (chat.services.reads.read_mark).
+    last_read_seq = models.BigIntegerField(default=0)
+    # When set, the member's read marker is not broadcast to the room.
+    receipts_private = models.BooleanField(default=False)
+    muted_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["room", "user"], name="chat_roommember_room_user")]
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.room_id}"
+
+
+class RoomBan(TenantOwned):
+    """A user barred from a room until ``until`` (or for good when it is null)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="bans")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_bans")
+    until = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=BAN_REASON_MAX_LENGTH, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "user"], name="chat_roomban_room_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} banned from {self.room_id}"
+
+
+class RoomInvitation(TenantOwned):
+    """An invitation to a private room; ``accepted_at`` is set when the invitee joins."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="invitations")
+    invitee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_invitations")
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "invitee"], name="chat_roominvitation_room_invitee")]
+
+    def __str__(self) -> str:
+        return f"{self.invitee_id} invited to {self.room_id}"
+
+
+class Message(TenantOwned):
+    """One message, numbered ``seq`` within its room.
+
+    A delete is a tombstone: the body is cleared and ``deleted_at`` set, but the
+    row and its seq stay, so a client resuming from a seq sees no gap.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    seq = models.BigIntegerField()
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
+    # Stored exactly as sent: HTML here is text, escaped by whoever renders it.
+    body = models.TextField(blank=True)
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="chat_message_room_seq"),
+            # A resent message (same client_id) finds the first one instead of duplicating it.
+            models.UniqueConstraint(fields=["room", "sender", "client_id"], name="chat_message_room_sender_client"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class MessageEdit(models.Model):
+    """The body a message had before one edit: the history moderators can review."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="edits")
+    previous_body = models.TextField()
+    edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    edited_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["edited_at", "id"]
+
+    def __str__(self) -> str:
+        return f"edit of {self.message_id} at {self.edited_at:%Y-%m-%d %H:%M}"
+
+
+class Reaction(models.Model):
+    """One user's emoji on one message."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    emoji = models.CharField(max_length=EMOJI_MAX_LENGTH)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user", "emoji"], name="chat_reaction_message_user_emoji")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} by {self.user_id} on {self.message_id}"

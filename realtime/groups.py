@@ -11,3 +11,14 @@ from __future__ import annotations
 def user_group(*, tenant_id: int, user_id: int) -> str:
     """Every open socket of one user: session revocation and personal events."""
     return f"t{tenant_id}.user.{user_id}"
+
+
+def room_group(*, tenant_id: int, room_id: int) -> str:
+    """Every socket subscribed to one chat room: its messages, edits, reactions and receipts."""
+    return f"t{tenant_id}.room.{room_id}"
+
+
+def room_topic(*, tenant_id: int, room_id: int) -> str:
+    """The fan-out topic of one room (``realtime.fanout``): every process with a
+    local member of the room subscribes to it once."""
+    return f"t{tenant_id}.room.{room_id}"

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 api_v1 = [
     path("auth/", include("accounts.api.urls_auth")),
     path("", include("accounts.api.urls")),
+    path("", include("chat.api.urls")),
 ]
 
 urlpatterns = [

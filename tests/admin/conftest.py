@@ -10,7 +10,7 @@ from accounts.constants import ApiScope, Role
 from accounts.services.api_clients import api_client_create
 from audit.constants import AuditAction
 from audit.services import Actor, RequestContext, audit_record
-from chat.models import Room, RoomMember
+from chat.models import Message, Room, RoomBan, RoomInvitation, RoomMember
 from playlists.models import Playlist, PlaylistItem, Track
 from tests.factories import TenantFactory, UserFactory
 
@@ -40,6 +40,10 @@ def make_rows(*, tag: str) -> dict[type, object]:
     issued = api_client_create(tenant=tenant, name=f"partner-{tag}", scopes=[ApiScope.TENANT_READ], actor=staff)
     room = Room.objects.create(tenant=tenant, name=f"lobby-{tag}", created_by=user)
     member = RoomMember.objects.create(tenant=tenant, room=room, user=user)
+    outsider = UserFactory(username=f"outsider-{tag}", tenant=tenant)
+    ban = RoomBan.objects.create(tenant=tenant, room=room, user=outsider, created_by=user)
+    invitation = RoomInvitation.objects.create(tenant=tenant, room=room, invitee=outsider, invited_by=user)
+    message = Message.objects.create(tenant=tenant, room=room, seq=1, sender=user, client_id=tag, body="hello")
     track = Track.objects.create(tenant=tenant, uri=f"spotify:track:{tag}", title="Song", artist="Band", duration_ms=1)
     playlist = Playlist.objects.create(tenant=tenant, owner=user, title=f"Mix {tag}")
     PlaylistItem.objects.create(tenant=tenant, playlist=playlist, track=track, position=0, added_by=user)
@@ -67,6 +71,9 @@ def make_rows(*, tag: str) -> dict[type, object]:
         Group: Group.objects.create(name=f"support-{tag}"),
         Room: room,
         RoomMember: member,
+        RoomBan: ban,
+        RoomInvitation: invitation,
+        Message: message,
         Track: track,
         Playlist: playlist,
         AuditEvent: event,

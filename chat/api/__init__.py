@@ -1,0 +1,1 @@
+"""REST adapters of chat (docs/api.md, "Chat")."""

@@ -1,0 +1,290 @@
+"""Message use cases: send, edit, delete (tombstone) and reactions.
+
+Sequencing: ``message_send`` locks the room row (``SELECT … FOR UPDATE``),
+takes ``last_seq + 1`` and inserts, in one transaction, so seqs are strictly
+increasing and gap-free per room even with concurrent senders; the message is
+persisted before it is broadcast (after commit). A resend with the same
+``client_id`` returns the stored message (``created`` False) thanks to the
+(room, sender, client_id) constraint. docs/api.md, "Chat", describes how
+clients use seqs to resume.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.principals import Principal
+from audit.constants import AuditAction
+from audit.services import NO_CONTEXT, Actor, RequestContext, audit_record
+
+from ..constants import (
+    CLIENT_ID_MAX_LENGTH,
+    EMOJI_MAX_LENGTH,
+    MESSAGE_BODY_MAX_LENGTH,
+    ROOM_MODERATOR_ROLES,
+    ReactionAction,
+)
+from ..errors import Conflict, Forbidden, Invalid
+from ..events import (
+    ChatDeletedEvent,
+    ChatEditedEvent,
+    ChatMessageEvent,
+    ChatReactionEvent,
+    UserRef,
+    chat_event_send,
+    message_payload,
+)
+from ..models import Message, MessageEdit, Reaction, Room, RoomMember
+from ..selectors import (
+    actor_is_tenant_moderator,
+    actor_user_id,
+    message_get,
+    room_ban_active,
+    room_get_for_member,
+    room_get_in_tenant,
+)
+
+
+def _clean_body(body: object) -> str:
+    """The body as given (HTML is text here), after checking it says something and fits."""
+    if not isinstance(body, str) or not body.strip():
+        raise Invalid("The message is empty.", field="body")
+    if len(body) > MESSAGE_BODY_MAX_LENGTH:
+        raise Invalid(f"A message has at most {MESSAGE_BODY_MAX_LENGTH} characters.", field="body")
+    return body
+
+
+def _clean_client_id(client_id: object) -> str:
+    if not isinstance(client_id, str) or not client_id.strip() or len(client_id) > CLIENT_ID_MAX_LENGTH:
+        raise Invalid(f"client_id is a string of 1 to {CLIENT_ID_MAX_LENGTH} characters.", field="client_id")
+    return client_id
+
+
+def _check_may_post(membership: RoomMember) -> None:
+    """Muted and banned members, and archived rooms, take no new content."""
+    room = membership.room
+    if membership.muted_until is not None and membership.muted_until > timezone.now():
+        raise Forbidden("You are muted in this room.", details={"muted_until": membership.muted_until.isoformat()})
+    if room_ban_active(room=room, user_id=membership.user_id) is not None:
+        raise Forbidden("You are banned from this room.")
+    if room.archived_at is not None:
+        raise Conflict("The room is archived.")
+
+
+def _actor_ref(actor: Principal) -> UserRef:
+    return UserRef(id=actor.user_id, username=actor.username or "")
+
+
+@transaction.atomic
+def message_send(
+    *, actor: Principal, room_id: int, client_id: str, body: str, reply_to_seq: int | None = None
+) -> tuple[Message, bool]:
+    """Post a message. Returns ``(message, created)``.
+
+    Preconditions: the caller is a member, not muted or banned; the room is not
+    archived. Locks the room row until commit. Idempotent on ``client_id``: a
+    resend returns the stored message with ``created`` False and emits nothing.
+    Emits ``chat.message`` (envelope ``seq``) after commit. The sender's read
+    marker moves to the new message.
+    """
+    user_id = actor_user_id(actor)
+    client_id = _clean_client_id(client_id)
+    membership = room_get_for_member(actor=actor, room_id=room_id)
+    room = membership.room
+
+    def stored() -> Message | None:
+        return (
+            Message.objects.select_related("sender", "reply_to")
+            .filter(room=room, sender_id=user_id, client_id=client_id)
+            .first()
+        )
+
+    # A retry is answered before any check or lock: it was accepted once.
+    existing = stored()
+    if existing is not None:
+        return existing, False
+    body = _clean_body(body)
+    _check_may_post(membership)
+    reply_to = None
+    if reply_to_seq is not None:
+        reply_to = Message.objects.filter(room=room, seq=reply_to_seq).first()
+        if reply_to is None:
+            raise Invalid("reply_to_seq names no message of this room.", field="reply_to_seq")
+
+    # The lock serialises senders of this room from here to commit; reading
+    # last_seq under it is what makes seqs gap-free.
+    locked = Room.objects.select_for_update().only("last_seq").get(pk=room.pk)
+    seq = locked.last_seq + 1
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                tenant_id=room.tenant_id,
+                room=room,
+                seq=seq,
+                sender_id=user_id,
+                client_id=client_id,
+                body=body,
+                reply_to=reply_to,
+            )
+    except IntegrityError:
+        # The same resend raced us and committed first: answer with its message.
+        existing = stored()
+        if existing is None:
+            raise
+        return existing, False
+    Room.objects.filter(pk=room.pk).update(last_seq=seq)
+    RoomMember.objects.filter(pk=membership.pk, last_read_seq__lt=seq).update(last_read_seq=seq)
+    message = Message.objects.select_related("sender", "reply_to").get(pk=message.pk)
+    chat_event_send(
+        tenant_id=room.tenant_id,
+        room_id=room.pk,
+        seq=seq,
+        event=ChatMessageEvent(room=room.pk, seq=seq, message=message_payload(message)),
+    )
+    return message, True
+
+
+@transaction.atomic
+def message_edit(*, actor: Principal, room_id: int, seq: int, body: str) -> Message:
+    """Change the body of one's own message; the previous body goes to ``MessageEdit``.
+
+    Only the sender, while a member and not muted; a tombstone is ``Conflict``.
+    An unchanged body is a no-op (nothing stored or emitted). Emits ``chat.edited``.
+    """
+    user_id = actor_user_id(actor)
+    membership = room_get_for_member(actor=actor, room_id=room_id)
+    body = _clean_body(body)
+    message = message_get(room=membership.room, seq=seq)
+    if message.sender_id != user_id:
+        raise Forbidden("Only the sender can edit a message.")
+    _check_may_post(membership)
+    message = Message.objects.select_for_update(of=("self",)).select_related("sender", "reply_to").get(pk=message.pk)
+    if message.deleted_at is not None:
+        raise Conflict("The message was deleted.")
+    if message.body == body:
+        return message
+    MessageEdit.objects.create(message=message, previous_body=message.body, edited_by_id=user_id)
+    message.body = body
+    message.edited_at = timezone.now()
+    message.save(update_fields=["body", "edited_at"])
+    chat_event_send(
+        tenant_id=message.tenant_id,
+        room_id=message.room_id,
+        event=ChatEditedEvent(room=message.room_id, seq=message.seq, message=message_payload(message)),
+    )
+    return message
+
+
+@transaction.atomic
+def message_delete(*, actor: Principal, room_id: int, seq: int, context: RequestContext = NO_CONTEXT) -> Message:
+    """Turn a message into a tombstone: body cleared, row and seq kept.
+
+    Allowed to the sender, the room's owner and moderators, and tenant
+    moderators and admins (who need not be in the room). A sender's own delete
+    also erases the edit history (they retracted it); a moderator's delete
+    keeps it and adds the deleted body to it for review, and is audited
+    (``chat.message.deleted_by_moderator``). Idempotent: deleting a tombstone
+    returns it and emits nothing. Emits ``chat.deleted``.
+    """
+    user_id = actor_user_id(actor)
+    if actor_is_tenant_moderator(actor):
+        room = room_get_in_tenant(actor=actor, room_id=room_id)
+        membership = None
+    else:
+        membership = room_get_for_member(actor=actor, room_id=room_id)
+        room = membership.room
+    message = message_get(room=room, seq=seq)
+    is_sender = message.sender_id == user_id
+    room_moderator = membership is not None and membership.role in ROOM_MODERATOR_ROLES
+    if not (is_sender or room_moderator or actor_is_tenant_moderator(actor)):
+        raise Forbidden("Only the sender or a moderator can delete this message.")
+    message = Message.objects.select_for_update(of=("self",)).select_related("sender", "reply_to").get(pk=message.pk)
+    if message.deleted_at is not None:
+        return message
+    if is_sender:
+        MessageEdit.objects.filter(message=message).delete()
+    else:
+        MessageEdit.objects.create(message=message, previous_body=message.body, edited_by_id=user_id)
+        audit_record(
+            action=AuditAction.CHAT_MESSAGE_DELETED_BY_MODERATOR,
+            actor=Actor.from_principal(actor),
+            tenant_id=room.tenant_id,
+            target_type="chat.message",
+            target_id=message.pk,
+            context=context,
+            details={"room_id": room.pk, "seq": message.seq, "sender_id": message.sender_id},
+        )
+    message.body = ""
+    message.deleted_at = timezone.now()
+    message.deleted_by_id = user_id
+    message.save(update_fields=["body", "deleted_at", "deleted_by"])
+    chat_event_send(
+        tenant_id=room.tenant_id,
+        room_id=room.pk,
+        event=ChatDeletedEvent(room=room.pk, seq=message.seq, by_moderator=not is_sender),
+    )
+    return message
+
+
+def _clean_emoji(emoji: object) -> str:
+    if not isinstance(emoji, str) or not emoji.strip() or len(emoji) > EMOJI_MAX_LENGTH or emoji != emoji.strip():
+        raise Invalid(f"emoji is 1 to {EMOJI_MAX_LENGTH} characters without spaces.", field="emoji")
+    return emoji
+
+
+def _reaction_target(*, actor: Principal, room_id: int, seq: int) -> Message:
+    membership = room_get_for_member(actor=actor, room_id=room_id)
+    _check_may_post(membership)
+    message = message_get(room=membership.room, seq=seq)
+    if message.deleted_at is not None:
+        raise Conflict("The message was deleted.")
+    return message
+
+
+def _reaction_event(*, actor: Principal, message: Message, emoji: str, action: str) -> None:
+    count = Reaction.objects.filter(message=message, emoji=emoji).count()
+    chat_event_send(
+        tenant_id=message.tenant_id,
+        room_id=message.room_id,
+        event=ChatReactionEvent(
+            room=message.room_id,
+            seq=message.seq,
+            user=_actor_ref(actor),
+            emoji=emoji,
+            action=action,
+            count=count,
+        ),
+    )
+
+
+@transaction.atomic
+def reaction_add(*, actor: Principal, room_id: int, seq: int, emoji: str) -> bool:
+    """React to a message. Idempotent: returns False (and emits nothing) when the
+    reaction was already there. Emits ``chat.reaction`` (action ``added``)."""
+    user_id = actor_user_id(actor)
+    emoji = _clean_emoji(emoji)
+    message = _reaction_target(actor=actor, room_id=room_id, seq=seq)
+    try:
+        with transaction.atomic():
+            _reaction, created = Reaction.objects.get_or_create(message=message, user_id=user_id, emoji=emoji)
+    except IntegrityError:
+        # A concurrent identical reaction won the insert.
+        return False
+    if created:
+        _reaction_event(actor=actor, message=message, emoji=emoji, action=ReactionAction.ADDED)
+    return created
+
+
+@transaction.atomic
+def reaction_remove(*, actor: Principal, room_id: int, seq: int, emoji: str) -> bool:
+    """Take one's reaction back. Idempotent: returns False when there was none.
+    Emits ``chat.reaction`` (action ``removed``)."""
+    user_id = actor_user_id(actor)
+    emoji = _clean_emoji(emoji)
+    membership = room_get_for_member(actor=actor, room_id=room_id)
+    message = message_get(room=membership.room, seq=seq)
+    deleted, _ = Reaction.objects.filter(message=message, user_id=user_id, emoji=emoji).delete()
+    if deleted:
+        _reaction_event(actor=actor, message=message, emoji=emoji, action=ReactionAction.REMOVED)
+    return bool(deleted)

@@ -1,0 +1,126 @@
+"""Fixtures of the chat tests: principals of users in two tenants, rooms, and a
+listener on the real channel layer (Redis when configured) for broadcasts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection
+
+from accounts.constants import Role
+from accounts.services.tokens import principal_for_user
+from chat.constants import RoomKind
+from chat.services.rooms import room_create, room_join
+from realtime.groups import room_group
+from tests.factories import UserFactory
+
+requires_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs PostgreSQL (row locks, full-text search)"
+)
+
+
+def as_principal(user):
+    return principal_for_user(user)
+
+
+@pytest.fixture
+def bob(tenant):
+    return UserFactory(username="bob", tenant=tenant)
+
+
+@pytest.fixture
+def carol(tenant):
+    return UserFactory(username="carol", tenant=tenant)
+
+
+@pytest.fixture
+def tenant_mod(tenant):
+    return UserFactory(username="tmod", tenant=tenant, role=Role.MODERATOR)
+
+
+@pytest.fixture
+def alice_p(user):
+    return as_principal(user)
+
+
+@pytest.fixture
+def bob_p(bob):
+    return as_principal(bob)
+
+
+@pytest.fixture
+def carol_p(carol):
+    return as_principal(carol)
+
+
+@pytest.fixture
+def dave_p(other_user):
+    return as_principal(other_user)
+
+
+@pytest.fixture
+def public_room(alice_p, bob_p):
+    """A public room owned by alice, which bob has joined."""
+    room = room_create(actor=alice_p, name="general")
+    room_join(actor=bob_p, room_id=room.pk)
+    return room
+
+
+@pytest.fixture
+def private_room(alice_p):
+    return room_create(actor=alice_p, name="secret", kind=RoomKind.PRIVATE)
+
+
+class Listener:
+    """A channel subscribed to groups on the project's channel layer.
+
+    A plain channel name, not a process-local ``new_channel()`` one: each
+    ``async_to_sync`` call runs its own event loop, and channels_redis binds a
+    process-local channel's receive buffer to the first loop that reads it.
+    """
+
+    def __init__(self):
+        self.layer = get_channel_layer()
+        self.channel = f"chat-test-{uuid.uuid4().hex}"
+        self.groups: list[str] = []
+
+    def subscribe(self, group: str) -> None:
+        async_to_sync(self.layer.group_add)(group, self.channel)
+        self.groups.append(group)
+
+    def close(self) -> None:
+        for group in self.groups:
+            async_to_sync(self.layer.group_discard)(group, self.channel)
+
+    def subscribe_room(self, room) -> None:
+        self.subscribe(room_group(tenant_id=room.tenant_id, room_id=room.pk))
+
+    def drain(self, timeout: float = 0.3) -> list[dict]:
+        async def _drain():
+            received = []
+            while True:
+                try:
+                    received.append(await asyncio.wait_for(self.layer.receive(self.channel), timeout))
+                except TimeoutError:
+                    return received
+
+        return async_to_sync(_drain)()
+
+
+@pytest.fixture
+def listener():
+    listeners: list[Listener] = []
+
+    def make() -> Listener:
+        listeners.append(Listener())
+        return listeners[-1]
+
+    first = make()
+    first.another = make
+    yield first
+    for each in listeners:
+        each.close()
