@@ -1,13 +1,16 @@
-"""The hub's single consumer: transport, parsing and dispatch, nothing else.
+"""The hub's single consumer: transport, parsing, limits and dispatch, nothing else.
 
 It owns the socket's lifecycle: accept-then-close refusals decided by
-``realtime.middleware``, the first-frame authentication window, the timers that
-end a socket (access-token expiry, missed heartbeats, the periodic auth
-re-check), the user's group, and the audit of connect/disconnect. What a frame
-*means* is decided by the handler registered for its type
-(``realtime.registry``); what a channel-layer event does, likewise. Database
-work goes through services and selectors wrapped in ``database_sync_to_async``.
-docs/protocol.md is the client-facing description.
+``realtime.middleware``, the first-frame authentication window, the deadlines
+that end a socket (access-token expiry, missed heartbeats, the periodic auth
+re-check; armed on the process-wide ``realtime.timers`` scheduler, not a task
+per socket), the user's slot in the connection registry
+(``realtime.connections``), the rate limits of client frames
+(``realtime.limits``), the bounded outbound queue, the user's group, and the
+audit of connect/disconnect. What a frame *means* is decided by the handler
+registered for its type (``realtime.registry``); what a channel-layer event
+does, likewise. Database work goes through services and selectors wrapped in
+``database_sync_to_async``. docs/protocol.md is the client-facing description.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +33,9 @@ from accounts.principals import Principal
 from accounts.services.tokens import AuthenticationError
 from audit.services import RequestContext
 
+from .connections import connection_slot_acquire, connection_slot_refresh, connection_slot_release
 from .groups import user_group
+from .limits import DEFAULT_FAMILY, FrameLimiter, family_of
 from .middleware import HandshakeAuth
 from .protocol import (
     PROTOCOL_VERSION,
@@ -45,12 +53,18 @@ from .protocol import (
 from .registry import registry
 from .selectors import ws_principal_recheck
 from .services import ws_connection_close, ws_connection_open, ws_connection_reject
+from .timers import Deadlines
 
 logger = logging.getLogger(__name__)
 
-# The watchdog never sleeps longer than this, so a changed setting or a clock
-# jump is noticed within a second; it costs one wake-up per socket per second.
-_MAX_WATCH_SLEEP = 1.0
+# Each re-check is due after a random fraction of WS_AUTH_RECHECK_INTERVAL
+# between these bounds: sockets opened in the same second (a reconnect storm
+# after a deploy) drift apart instead of re-checking together, and no socket
+# goes longer than the interval unchecked.
+_RECHECK_SPREAD = (0.5, 1.0)
+# The registry entry is refreshed three times per WS_CONNECTION_TTL (so two
+# refreshes may fail before it expires), spread the same way.
+_REFRESH_SPREAD = (0.25, 1 / 3)
 
 
 class HubConsumer(AsyncWebsocketConsumer):
@@ -66,11 +80,17 @@ class HubConsumer(AsyncWebsocketConsumer):
         self._closing = False
         self._close_code: int | None = None
         self._close_reason = ""
-        self._watchdog: asyncio.Task | None = None
         self._opened_at = 0.0
         self._last_frame_at = 0.0
-        self._auth_deadline = 0.0
-        self._next_recheck = 0.0
+        self._connection_id = uuid.uuid4().hex
+        self._slot_held = False
+        self._limiter: FrameLimiter | None = None
+        self._deadlines: Deadlines | None = None
+        # Outbound frames, drained by one writer task; None tells it to stop.
+        self._outbound: asyncio.Queue[str | None] = asyncio.Queue()
+        self._writer: asyncio.Task | None = None
+        self._overflowed = False
+        self._tasks: set[asyncio.Task] = set()
 
     # --- Connection (the surface handlers use) ------------------------------------
 
@@ -82,9 +102,25 @@ class HubConsumer(AsyncWebsocketConsumer):
     def authenticated_at(self) -> datetime | None:
         return self._authenticated_at
 
+    def deliver(self, text: str) -> None:
+        """Queue one encoded frame for the client; never blocks.
+
+        Past ``WS_MAX_OUTBOUND_BACKLOG`` queued frames the client is not keeping
+        up: the backlog is dropped and the socket closed with 4413, so the client
+        reconnects and resumes rather than the server buffering without bound."""
+        if self._closing or self._overflowed:
+            return
+        if self._outbound.qsize() >= settings.WS_MAX_OUTBOUND_BACKLOG:
+            self._overflowed = True
+            while not self._outbound.empty():
+                self._outbound.get_nowait()
+            logger.warning("slow consumer: closing socket", extra={"backlog": settings.WS_MAX_OUTBOUND_BACKLOG})
+            self._spawn(self.close(CloseCode.SLOW_CONSUMER, "slow_consumer"))
+            return
+        self._outbound.put_nowait(text)
+
     async def send_frame(self, frame: dict[str, Any]) -> None:
-        if not self._closing:
-            await self.send(text_data=encode(frame))
+        self.deliver(encode(frame))
 
     async def group_join(self, group: str) -> None:
         await self.channel_layer.group_add(group, self.channel_name)
@@ -101,6 +137,9 @@ class HubConsumer(AsyncWebsocketConsumer):
         # A plain int: autobahn refuses int subclasses such as IntEnum members.
         self._close_code = int(code if code is not None else CloseCode.NORMAL)
         self._close_reason = reason or ""
+        if self._deadlines is not None:
+            self._deadlines.cancel_all()
+        await self._stop_writer(flush=True)
         await super().close(code=self._close_code)
 
     async def close_unauthenticated(self, reason: str) -> None:
@@ -122,12 +161,27 @@ class HubConsumer(AsyncWebsocketConsumer):
                 return
             self._principal = principal
             self._authenticated_at = timezone.now()
+            self._arm_expiry()
             return
 
+        if not await self._acquire_slot(principal):
+            await database_sync_to_async(ws_connection_reject)(
+                reason="too_many_connections", method=method, context=self._context
+            )
+            await self.close(CloseCode.TOO_MANY_CONNECTIONS, "too_many_connections")
+            return
+        if self._closing:
+            # The authentication window ended while the slot was being taken.
+            await self._release_slot(principal)
+            return
         self._principal = principal
         self._method = method
         self._authenticated_at = timezone.now()
-        self._next_recheck = self._now() + settings.WS_AUTH_RECHECK_INTERVAL
+        self._limiter = FrameLimiter(tenant_id=principal.tenant_id, user_id=principal.user_id)
+        self._deadlines.cancel("auth")
+        self._arm_expiry()
+        self._arm("recheck", self._recheck, settings.WS_AUTH_RECHECK_INTERVAL, _RECHECK_SPREAD)
+        self._arm("registry", self._refresh_slot, settings.WS_CONNECTION_TTL, _REFRESH_SPREAD)
         await self.group_join(user_group(tenant_id=principal.tenant_id, user_id=principal.user_id))
         await database_sync_to_async(ws_connection_open)(principal=principal, method=method, context=self._context)
         await self.send_frame(
@@ -149,6 +203,7 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         # Always accept first: a close before accept becomes an HTTP 403 without a close code.
         await self.accept()
+        self._writer = asyncio.create_task(self._write(), name="realtime-writer")
         self._context = RequestContext.from_scope(self.scope)
         self._opened_at = self._last_frame_at = self._now()
         handshake: HandshakeAuth = self.scope.get("ws_auth") or HandshakeAuth.refused("header", "token_missing")
@@ -159,20 +214,21 @@ class HubConsumer(AsyncWebsocketConsumer):
             )
             await self.close(handshake.close_code, handshake.reason)
             return
-        self._auth_deadline = self._opened_at + settings.WS_AUTH_TIMEOUT
-        self._watchdog = asyncio.create_task(self._watch())
+        self._deadlines = Deadlines()
+        self._deadlines.arm("auth", settings.WS_AUTH_TIMEOUT, self._guarded(self._auth_timeout))
+        self._deadlines.arm("heartbeat", self._heartbeat_limit(), self._guarded(self._heartbeat_check))
         if handshake.principal is not None:
             await self.authenticate(principal=handshake.principal, method=handshake.method)
 
     async def disconnect(self, code: int) -> None:
         self._closing = True
-        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+        if self._deadlines is not None:
+            self._deadlines.cancel_all()
+        await self._stop_writer(flush=False)
         for group in list(self._groups):
             await self.group_leave(group)
         if self._principal is not None:
+            await self._release_slot(self._principal)
             await database_sync_to_async(ws_connection_close)(
                 principal=self._principal,
                 code=self._close_code if self._close_code is not None else code,
@@ -191,13 +247,17 @@ class HubConsumer(AsyncWebsocketConsumer):
             if self._principal is None:
                 await self.close_unauthenticated("auth_expected")
                 return
-            await self.send_frame(
-                error(exc.code, exc.message, frame_id=exc.details.pop("id", None), details=exc.details)
-            )
+            frame_id = exc.details.pop("id", None)
+            # Unreadable frames count against the default family, like any other.
+            if await self._admit(DEFAULT_FAMILY, frame_id):
+                await self.send_frame(error(exc.code, exc.message, frame_id=frame_id, details=exc.details))
             return
-        if self._principal is None and message.type != "auth":
-            # Before authentication only the auth frame is processed.
-            await self.close_unauthenticated("auth_expected")
+        if self._principal is None:
+            if message.type != "auth":
+                # Before authentication only the auth frame is processed.
+                await self.close_unauthenticated("auth_expected")
+                return
+        elif not await self._admit(family_of(message.type), message.id):
             return
         await self._dispatch_message(message)
 
@@ -219,7 +279,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             # One faulty event must not take the socket (and its other groups) down.
             logger.exception("event handler failed", extra={"event": message["type"]})
 
-    # --- Internals ------------------------------------------------------------------------
+    # --- Internals: frames ------------------------------------------------------------------
 
     @staticmethod
     def _now() -> float:
@@ -236,6 +296,24 @@ class HubConsumer(AsyncWebsocketConsumer):
                 details={"max_bytes": settings.WS_MAX_FRAME_BYTES},
             )
         return parse_client_frame(text_data)
+
+    async def _admit(self, family: str, frame_id: str | int | None) -> bool:
+        """Apply the rate limits; answer ``rate_limited`` or close 4430 when refused."""
+        verdict = await self._limiter.admit(family)
+        if verdict.allowed:
+            return True
+        if verdict.abusive:
+            await self.close(CloseCode.RATE_LIMIT_ABUSE, "rate_limit_abuse")
+            return False
+        await self.send_frame(
+            error(
+                ErrorCode.RATE_LIMITED,
+                f"Too many {family!r} frames; retry after {verdict.retry_after} s.",
+                frame_id=frame_id,
+                retry_after=verdict.retry_after,
+            )
+        )
+        return False
 
     async def _dispatch_message(self, message: ClientMessage) -> None:
         handler = registry.message_handler(message.type)
@@ -260,45 +338,82 @@ class HubConsumer(AsyncWebsocketConsumer):
         if message.id is not None or reply.type != "ack":
             await self.send_frame(envelope(reply.type, reply.content, id=message.id))
 
-    async def _watch(self) -> None:
-        """Close the socket when a deadline passes: first-frame auth, token expiry,
-        heartbeat; and re-check the principal every WS_AUTH_RECHECK_INTERVAL."""
+    async def _write(self) -> None:
+        """The socket's only writer: frames leave in the order they were queued."""
         try:
-            await self._watch_deadlines()
-        except asyncio.CancelledError:
-            raise
+            while (text := await self._outbound.get()) is not None:
+                await self.send(text_data=text)
         except Exception:
-            # Without its watchdog a socket would outlive its credential: fail closed.
-            logger.exception("WebSocket watchdog failed")
-            await self.close(CloseCode.INTERNAL_ERROR, "watchdog_failed")
+            # The transport is gone; disconnect() follows and cleans up.
+            logger.exception("WebSocket writer failed")
 
-    async def _watch_deadlines(self) -> None:
-        heartbeat_limit = 2 * settings.WS_HEARTBEAT_INTERVAL
-        while not self._closing:
-            now = self._now()
-            deadlines = [self._last_frame_at + heartbeat_limit]
-            if now >= deadlines[0]:
-                await self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat_timeout")
+    async def _stop_writer(self, *, flush: bool) -> None:
+        """Stop the writer, after the frames already queued when ``flush``."""
+        writer, self._writer = self._writer, None
+        if writer is None or writer is asyncio.current_task():
+            return
+        if flush and not writer.done():
+            self._outbound.put_nowait(None)
+        else:
+            writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- Internals: deadlines ------------------------------------------------------------------
+
+    def _guarded(self, callback: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            if self._closing:
                 return
-            if self._principal is None:
-                if now >= self._auth_deadline:
-                    await self.close_unauthenticated("auth_timeout")
-                    return
-                deadlines.append(self._auth_deadline)
-            else:
-                expires_at = self._principal.expires_at
-                if expires_at is not None:
-                    remaining = (expires_at - timezone.now()).total_seconds()
-                    if remaining <= 0:
-                        await self.close_unauthenticated("token_expired")
-                        return
-                    deadlines.append(now + remaining)
-                if now >= self._next_recheck:
-                    await self._recheck()
-                    if self._closing:
-                        return
-                deadlines.append(self._next_recheck)
-            await asyncio.sleep(min(_MAX_WATCH_SLEEP, max(0.0, min(deadlines) - self._now())))
+            try:
+                await callback()
+            except Exception:
+                # Without its deadlines a socket would outlive its credential: fail closed.
+                logger.exception("WebSocket deadline failed")
+                await self.close(CloseCode.INTERNAL_ERROR, "watchdog_failed")
+
+        return run
+
+    def _arm(
+        self, name: str, callback: Callable[[], Awaitable[None]], interval: float, spread: tuple[float, float]
+    ) -> None:
+        self._deadlines.arm(name, interval * random.uniform(*spread), self._guarded(callback))  # noqa: S311
+
+    def _heartbeat_limit(self) -> float:
+        return 2 * settings.WS_HEARTBEAT_INTERVAL
+
+    async def _heartbeat_check(self) -> None:
+        remaining = self._last_frame_at + self._heartbeat_limit() - self._now()
+        if remaining <= 0:
+            await self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat_timeout")
+            return
+        # A frame arrived since the timer was armed: wait for the rest of the window.
+        self._deadlines.arm("heartbeat", remaining, self._guarded(self._heartbeat_check))
+
+    async def _auth_timeout(self) -> None:
+        if self._principal is None:
+            await self.close_unauthenticated("auth_timeout")
+
+    def _arm_expiry(self) -> None:
+        expires_at = self._principal.expires_at
+        if expires_at is None:
+            self._deadlines.cancel("expiry")
+            return
+        remaining = (expires_at - timezone.now()).total_seconds()
+        self._deadlines.arm("expiry", remaining, self._guarded(self._expiry_check))
+
+    async def _expiry_check(self) -> None:
+        expires_at = self._principal.expires_at
+        if expires_at is not None and expires_at <= timezone.now():
+            await self.close_unauthenticated("token_expired")
+            return
+        # A refresh moved the expiry (or the clocks disagree): wait again.
+        self._arm_expiry()
 
     async def _recheck(self) -> None:
         principal = self._principal
@@ -315,4 +430,47 @@ class HubConsumer(AsyncWebsocketConsumer):
             # A refresh that landed while the check ran carries a newer expiry: keep it.
             if self._principal is principal:
                 self._principal = current
-        self._next_recheck = self._now() + settings.WS_AUTH_RECHECK_INTERVAL
+        if not self._closing:
+            self._arm("recheck", self._recheck, settings.WS_AUTH_RECHECK_INTERVAL, _RECHECK_SPREAD)
+
+    # --- Internals: the connection registry ------------------------------------------------------
+
+    async def _acquire_slot(self, principal: Principal) -> bool:
+        try:
+            self._slot_held = await connection_slot_acquire(
+                tenant_id=principal.tenant_id, user_id=principal.user_id, connection_id=self._connection_id
+            )
+        except Exception:
+            # Fail open: the cap protects resources, not data; a Redis outage
+            # must not lock every user out of the hub.
+            logger.exception("connection registry unavailable")
+            return True
+        return self._slot_held
+
+    async def _refresh_slot(self) -> None:
+        principal = self._principal
+        try:
+            held = await connection_slot_refresh(
+                tenant_id=principal.tenant_id, user_id=principal.user_id, connection_id=self._connection_id
+            )
+        except Exception:
+            logger.exception("connection registry refresh failed")
+            held = True
+        if not held:
+            # The entry expired (the process stalled past the TTL) and others took the room.
+            await self.close(CloseCode.TOO_MANY_CONNECTIONS, "too_many_connections")
+            return
+        self._slot_held = True
+        self._arm("registry", self._refresh_slot, settings.WS_CONNECTION_TTL, _REFRESH_SPREAD)
+
+    async def _release_slot(self, principal: Principal) -> None:
+        if not self._slot_held:
+            return
+        self._slot_held = False
+        try:
+            await connection_slot_release(
+                tenant_id=principal.tenant_id, user_id=principal.user_id, connection_id=self._connection_id
+            )
+        except Exception:
+            # The entry expires by itself within WS_CONNECTION_TTL.
+            logger.exception("connection registry release failed")

@@ -60,8 +60,17 @@ class CloseCode(IntEnum):
     FORBIDDEN_ORIGIN = 4403
     # No frame from the client for 2 x WS_HEARTBEAT_INTERVAL.
     HEARTBEAT_TIMEOUT = 4408
-    # The server failed; reconnect with backoff.
-    INTERNAL_ERROR = 1011
+    # The backlog of frames waiting for this client exceeded WS_MAX_OUTBOUND_BACKLOG
+    # (the client stopped reading); reconnect and resume.
+    SLOW_CONSUMER = 4413
+    # The user already holds MAX_WS_CONNECTIONS_PER_USER open sockets.
+    TOO_MANY_CONNECTIONS = 4429
+    # WS_RATE_LIMIT_CLOSE_AFTER rate-limited frames in a row: the client ignored retry_after.
+    RATE_LIMIT_ABUSE = 4430
+    # The server failed; reconnect with backoff. Not RFC 6455's 1011: daphne's
+    # WebSocket library (autobahn) lets an application close only with 1000 or
+    # 3000-4999, and refuses anything else.
+    INTERNAL_ERROR = 4500
 
 
 class ProtocolError(Exception):
@@ -165,10 +174,14 @@ def error(
     *,
     frame_id: str | int | None = None,
     details: dict[str, Any] | None = None,
+    retry_after: float | None = None,
 ) -> dict[str, Any]:
+    """An ``error`` frame; ``retry_after`` (seconds) tells when the same frame may succeed."""
     frame = envelope("error", details, id=frame_id)
     frame["code"] = str(code)
     frame["message"] = message
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
     return frame
 
 
