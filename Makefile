@@ -8,12 +8,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_PASSWORD ?= demo-pass-2026
 
-# The suite runs against the real PostgreSQL and Redis of this machine (a
-# database and a Redis db of its own); override either, e.g.
-# `make test TEST_REDIS_URL=redis://127.0.0.1:6379/8`. Setting both empty runs
-# it on the embedded default, where the tests that need Redis are skipped.
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/spotify_agent
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
+# The suite runs against the real PostgreSQL and Redis: DATABASE_URL and
+# REDIS_URL when set, else this machine's services (a database and a Redis db
+# of its own). Override with TEST_DATABASE_URL / TEST_REDIS_URL; setting both
+# empty runs it on the embedded default, where the Redis-only tests skip.
+TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/spotify_agent)
+TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/9)
 
 # Test runs use production settings (DEBUG off, collected static files) minus
 # TLS redirects, with a throwaway key.

@@ -368,8 +368,42 @@ WS_ALLOWED_ORIGINS = env_list(
     "WS_ALLOWED_ORIGINS",
     ["http://localhost:8000", "http://127.0.0.1:8000"] if DEBUG else [],
 )
+# A socket's entry in the per-user connection registry lives this long unless
+# refreshed (every third of it), so a crashed process's slots free themselves.
+WS_CONNECTION_TTL = env_int("WS_CONNECTION_TTL", 60, minimum=3)
+# Frames waiting for one client beyond this close its socket (4413): a client
+# that does not read must not grow the server's memory.
+WS_MAX_OUTBOUND_BACKLOG = env_int("WS_MAX_OUTBOUND_BACKLOG", 1000, minimum=10)
+# Token buckets per message family, (tokens per second, burst): per socket and
+# per user across all of the user's sockets. Families not listed use "default".
+WS_RATE_LIMITS = {
+    "default": (env_float("WS_RATE_LIMIT_RATE", 10.0), env_int("WS_RATE_LIMIT_BURST", 30, minimum=1)),
+    "auth": (0.1, 3),
+    "ping": (2.0, 10),
+}
+WS_USER_RATE_LIMITS = {
+    "default": (env_float("WS_USER_RATE_LIMIT_RATE", 30.0), env_int("WS_USER_RATE_LIMIT_BURST", 90, minimum=1)),
+    "auth": (0.5, 10),
+    "ping": (10.0, 50),
+}
+# This many refused frames in a row within the window close the socket (4430).
+WS_RATE_LIMIT_CLOSE_AFTER = env_int("WS_RATE_LIMIT_CLOSE_AFTER", 50, minimum=2)
+WS_RATE_LIMIT_CLOSE_WINDOW = env_float("WS_RATE_LIMIT_CLOSE_WINDOW", 10.0)
 MESSAGE_BATCH_SIZE = env_int("MESSAGE_BATCH_SIZE", 100, minimum=1)
 NOTIFICATION_QUEUE_SIZE = env_int("NOTIFICATION_QUEUE_SIZE", 10000, minimum=1)
+# Room fan-out over Redis pub/sub (realtime.fanout). Pub/sub channels are global
+# to a Redis server, not per database, so deployments sharing one Redis need
+# distinct prefixes. A publish is best effort and runs after the commit in the
+# request's thread: its timeout bounds how long a stalled Redis delays a reply.
+FANOUT_CHANNEL_PREFIX = env_str("FANOUT_CHANNEL_PREFIX", "fanout")
+FANOUT_PUBLISH_TIMEOUT = env_float("FANOUT_PUBLISH_TIMEOUT", 1.0)
+# Presence (realtime.presence): a connection counts as live for this long after
+# its last heartbeat (2.5 client ping intervals, so one late ping is tolerated);
+# a server that dies takes its users offline within this time.
+PRESENCE_TTL_SECONDS = env_int("PRESENCE_TTL_SECONDS", WS_HEARTBEAT_INTERVAL * 5 // 2, minimum=1)
+# An "offline" is decided this long after the last socket closed, so a page
+# reload or a network switch does not flap the user's presence.
+PRESENCE_GRACE_SECONDS = env_float("PRESENCE_GRACE_SECONDS", 5.0)
 
 # --- Audit ----------------------------------------------------------------------
 
