@@ -104,9 +104,21 @@ def _load_user(user_id) -> User:
         raise AuthenticationError("token_invalid", "The token's user does not exist.") from None
 
 
-def _check_not_revoked(user: User, generation: object) -> None:
-    if generation != user.token_generation:
-        raise AuthenticationError("token_revoked", "This token has been revoked.")
+def principal_for_claims(
+    claims: dict, *, expires_at: datetime | None = None, invalid_code: str = "token_invalid"
+) -> tuple[User, Principal]:
+    """The user and principal behind already-verified credential claims (a token's
+    payload or a ticket's): the user exists and is active, its tenant is active,
+    the credential was issued under the user's current token generation and for
+    the tenant the user still belongs to. The one place these rules live."""
+    user = _load_user(claims.get(jwt_settings.USER_ID_CLAIM))
+    if claims.get(GENERATION_CLAIM) != user.token_generation:
+        raise AuthenticationError("token_revoked", "This credential has been revoked.")
+    principal = principal_for_user(user, expires_at=expires_at, jti=claims.get("jti"))
+    if claims.get("tenant_id") != principal.tenant_id:
+        # The user moved tenant after the credential was issued.
+        raise AuthenticationError(invalid_code, "The credential was issued for another tenant.")
+    return user, principal
 
 
 def access_token_authenticate(*, raw_token: str) -> tuple[User, Principal]:
@@ -120,13 +132,7 @@ def access_token_authenticate(*, raw_token: str) -> tuple[User, Principal]:
         raise AuthenticationError("token_expired", "The access token has expired.") from None
     except TokenError:
         raise AuthenticationError("token_invalid", "The access token is invalid.") from None
-    user = _load_user(token.get(jwt_settings.USER_ID_CLAIM))
-    _check_not_revoked(user, token.get(GENERATION_CLAIM))
-    principal = principal_for_user(user, expires_at=_epoch_to_datetime(token["exp"]), jti=token.get("jti"))
-    if token.get("tenant_id") != principal.tenant_id:
-        # The user moved tenant after this token was issued.
-        raise AuthenticationError("token_invalid", "The token was issued for another tenant.")
-    return user, principal
+    return principal_for_claims(token.payload, expires_at=_epoch_to_datetime(token["exp"]))
 
 
 def token_pair_issue(*, user: User, context: RequestContext = NO_CONTEXT) -> TokenPair:
@@ -184,17 +190,18 @@ def token_refresh(*, raw_refresh: str, context: RequestContext = NO_CONTEXT) -> 
         try:
             token.verify()
         except TokenError:
-            # The signature is genuine (decoded above); a blacklisted jti means
-            # this token was rotated already and someone is replaying it.
+            # The signature is genuine (decoded above). A blacklisted jti of the
+            # current generation means the token was rotated already and someone
+            # is replaying it; one of an older generation was revoked with every
+            # session (log out everywhere), which is no sign of theft.
             if not BlacklistedToken.objects.filter(token__jti=token["jti"]).exists():
                 raise AuthenticationError("token_invalid", "The refresh token is invalid.") from None
-            reused_by = _load_user(token.get(jwt_settings.USER_ID_CLAIM))
+            owner = _load_user(token.get(jwt_settings.USER_ID_CLAIM))
+            if token.get(GENERATION_CLAIM) != owner.token_generation:
+                raise AuthenticationError("token_revoked", "This credential has been revoked.") from None
+            reused_by = owner
         if reused_by is None:
-            user = _load_user(token.get(jwt_settings.USER_ID_CLAIM))
-            _check_not_revoked(user, token.get(GENERATION_CLAIM))
-            principal = principal_for_user(user)
-            if token.get("tenant_id") != principal.tenant_id:
-                raise AuthenticationError("token_invalid", "The token was issued for another tenant.")
+            user, principal = principal_for_claims(token.payload)
             token.blacklist()
             token.set_jti()
             token.set_exp()
@@ -256,11 +263,11 @@ def ws_ticket_issue(*, principal: Principal, context: RequestContext = NO_CONTEX
     ttl = settings.WS_TICKET_TTL
     expires_at = timezone.now() + timedelta(seconds=ttl)
     payload = {
-        "user_id": principal.user_id,
+        jwt_settings.USER_ID_CLAIM: principal.user_id,
         "tenant_id": principal.tenant_id,
         "session_expires_at": principal.expires_at.timestamp() if principal.expires_at else None,
         "jti": principal.token_jti,
-        "gen": principal.token_generation,
+        GENERATION_CLAIM: principal.token_generation,
     }
     cache.set(_ticket_key(ticket), json.dumps(payload), timeout=ttl)
     audit_record(
@@ -285,15 +292,10 @@ def ws_ticket_consume(*, ticket: str) -> tuple[User, Principal]:
     if raw is None or not cache.delete(key):
         raise AuthenticationError("ticket_invalid", "The ticket is invalid, expired or already used.")
     payload = json.loads(raw)
-    user = _load_user(payload["user_id"])
-    # A "log out everywhere" between minting and redeeming voids the ticket too.
-    _check_not_revoked(user, payload.get("gen"))
     expires_at = (
         _epoch_to_datetime(payload["session_expires_at"]) if payload.get("session_expires_at") is not None else None
     )
     if expires_at is not None and expires_at <= timezone.now():
         raise AuthenticationError("token_expired", "The access token behind this ticket has expired.")
-    principal = principal_for_user(user, expires_at=expires_at, jti=payload.get("jti"))
-    if principal.tenant_id != payload["tenant_id"]:
-        raise AuthenticationError("ticket_invalid", "The ticket was issued for another tenant.")
-    return user, principal
+    # A "log out everywhere" between minting and redeeming voids the ticket too.
+    return principal_for_claims(payload, expires_at=expires_at, invalid_code="ticket_invalid")
