@@ -7,20 +7,30 @@ as from the API), creating and revoking an API client call
 model save, recorded in the audit trail by ``AuditedModelAdmin``. Django's
 ``Group`` is re-registered on the same base so permission changes are audited
 too. The simplejwt token tables keep simplejwt's own admin.
+
+Staff announce maintenance from the tenant screens: the "Broadcast a
+maintenance notice" action reaches the selected tenants' sockets, and the
+"Broadcast to everyone" link of the changelist reaches every socket. Both ask
+for the notice on an intermediate form and call
+``monitoring.services.maintenance_broadcast``.
 """
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.cache import add_never_cache_headers
 
+from monitoring.services import MAINTENANCE_MESSAGE_MAX_LENGTH, maintenance_broadcast
 from spotify_agent.admin import AuditedModelAdmin, TenantScopedForm
 
 from .constants import ApiScope
@@ -33,6 +43,22 @@ from .services.users import user_set_active
 _ISSUED_KEY_ATTR = "_api_client_issued_key"
 
 
+class MaintenanceNoticeForm(forms.Form):
+    """The notice staff broadcast; times are read in the installation's time zone."""
+
+    message = forms.CharField(
+        max_length=MAINTENANCE_MESSAGE_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Shown to users as is, e.g. “Chat is read-only from 22:00 to 22:30 UTC.”",
+    )
+    starts_at = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}), help_text="Optional."
+    )
+    ends_at = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}), help_text="Optional."
+    )
+
+
 @admin.register(Tenant)
 class TenantAdmin(AuditedModelAdmin):
     list_display = ("slug", "name", "tier", "status", "member_count", "created_at")
@@ -40,6 +66,8 @@ class TenantAdmin(AuditedModelAdmin):
     search_fields = ("slug", "name")
     ordering = ("slug",)
     readonly_fields = ("created_at",)
+    actions = ("broadcast_maintenance",)
+    change_list_template = "admin/accounts/tenant/change_list.html"
 
     def audit_tenant_id(self, obj: Tenant) -> int | None:
         # A change to a tenant belongs to that tenant's own trail.
@@ -58,6 +86,71 @@ class TenantAdmin(AuditedModelAdmin):
     @admin.display(description="Members", ordering="member_count")
     def member_count(self, obj: Tenant) -> int:
         return obj.member_count
+
+    # --- Maintenance notices ------------------------------------------------------
+
+    def has_broadcast_permission(self, request) -> bool:
+        return request.user.has_perm("accounts.change_tenant")
+
+    def get_urls(self):
+        everyone = path(
+            "maintenance/",
+            self.admin_site.admin_view(self.broadcast_everyone_view),
+            name="accounts_tenant_maintenance",
+        )
+        return [everyone, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_broadcast": self.has_broadcast_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Broadcast a maintenance notice", permissions=["broadcast"])
+    def broadcast_maintenance(self, request, queryset):
+        """Ask for the notice, then send it to each selected tenant (one event and one
+        audit record per tenant). Returning None goes back to the changelist."""
+        tenants = list(queryset.order_by("slug"))
+        form = MaintenanceNoticeForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and self._broadcast(request, form, tenant_ids=[tenant.pk for tenant in tenants]):
+            slugs = ", ".join(tenant.slug for tenant in tenants)
+            self.message_user(request, f"Maintenance notice sent to {slugs}.", messages.SUCCESS)
+            return None
+        return self._maintenance_page(request, form, tenants=tenants)
+
+    def broadcast_everyone_view(self, request):
+        if not self.has_broadcast_permission(request):
+            raise PermissionDenied
+        form = MaintenanceNoticeForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and self._broadcast(request, form, tenant_ids=[None]):
+            self.message_user(request, "Maintenance notice sent to everyone.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:accounts_tenant_changelist"))
+        return self._maintenance_page(request, form, tenants=None)
+
+    def _broadcast(self, request, form: MaintenanceNoticeForm, *, tenant_ids: list[int | None]) -> bool:
+        """Send the notice to each audience; False (with the errors on the form) when it is invalid."""
+        if not form.is_valid():
+            return False
+        actor, context = self.audit_actor(request), self.audit_context(request)
+        try:
+            for tenant_id in tenant_ids:
+                maintenance_broadcast(tenant_id=tenant_id, actor=actor, context=context, **form.cleaned_data)
+        except ValidationError as exc:
+            # The service's rules (a window that ends before it starts) are checked
+            # before anything is written, so the first audience fails alone.
+            form.add_error(None, exc)
+            return False
+        return True
+
+    def _maintenance_page(self, request, form: MaintenanceNoticeForm, *, tenants: list[Tenant] | None):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Broadcast a maintenance notice",
+            "form": form,
+            "tenants": tenants,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "changelist_url": reverse("admin:accounts_tenant_changelist"),
+        }
+        return TemplateResponse(request, "admin/accounts/tenant/maintenance_broadcast.html", context)
 
 
 class MembershipInline(admin.StackedInline):

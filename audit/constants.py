@@ -35,7 +35,11 @@ class AuditAction(models.TextChoices):
     ROOM_MEMBER_KICKED = "room.member.kicked", "Room member kicked"
     ROOM_MEMBER_BANNED = "room.member.banned", "Room member banned"
     ROOM_MEMBER_UNBANNED = "room.member.unbanned", "Room member unbanned"
+    ROOM_MEMBER_MUTED = "room.member.muted", "Room member muted"
+    ROOM_MEMBER_UNMUTED = "room.member.unmuted", "Room member unmuted"
     CHAT_MESSAGE_DELETED_BY_MODERATOR = "chat.message.deleted_by_moderator", "Message deleted by a moderator"
+    CHAT_MESSAGE_FLAG_CLEARED = "chat.message.flag_cleared", "Message flag cleared by a moderator"
+    SYSTEM_MAINTENANCE_BROADCAST = "system.maintenance.broadcast", "Maintenance notice broadcast"
 
 
 # The GENESIS hash every chain starts from.

@@ -1,22 +1,28 @@
 """Admin screens of chat: rooms with their members inline, memberships, bans,
-invitations, and messages with their edit history.
+invitations, messages with their edit history and moderation status, and each
+tenant's blocked words.
 
 A room member, ban or invitation takes its room's tenant, and only users of
 that tenant can be linked (``TenantScopedForm``). A room's tenant is fixed once
 the room exists. Edits are plain saves recorded in the audit trail by
 ``AuditedModelAdmin``. Messages are read-only here: their seq, tombstones and
 broadcasts belong to ``chat.services.messages``, which an admin save would
-bypass.
+bypass; the one moderation action offered, clearing a flag after review, calls
+``chat.services.moderation``.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import Count
 
 from spotify_agent.admin import AuditedModelAdmin, TenantScopedForm, TenantScopedInlineFormSet
 
-from .models import Message, MessageEdit, Room, RoomBan, RoomInvitation, RoomMember
+from .constants import ModerationStatus
+from .models import BlockedWord, Message, MessageEdit, Room, RoomBan, RoomInvitation, RoomMember
+from .moderation import phrase_pattern
+from .services.moderation import message_flag_clear_do
 
 
 class RoomMemberForm(TenantScopedForm):
@@ -138,11 +144,30 @@ class MessageEditInline(admin.TabularInline):
 
 @admin.register(Message)
 class MessageAdmin(AuditedModelAdmin):
-    """Messages and their edit history, for review; changes go through the services."""
+    """Messages and their edit history, for review; changes go through the services.
+
+    Filter "Moderation status: Flagged for review" is the review queue; after
+    reading a flagged message, staff keep it with "Clear the moderation flag".
+    """
 
     inlines = (MessageEditInline,)
-    list_display = ("room", "seq", "sender", "short_body", "created_at", "edited_at", "deleted_at")
-    list_filter = (("deleted_at", admin.EmptyFieldListFilter), ("edited_at", admin.EmptyFieldListFilter), "tenant")
+    list_display = (
+        "room",
+        "seq",
+        "sender",
+        "short_body",
+        "moderation_status",
+        "moderation_reason",
+        "created_at",
+        "edited_at",
+        "deleted_at",
+    )
+    list_filter = (
+        "moderation_status",
+        ("deleted_at", admin.EmptyFieldListFilter),
+        ("edited_at", admin.EmptyFieldListFilter),
+        "tenant",
+    )
     list_select_related = ("room", "sender")
     search_fields = ("body", "sender__username", "room__name")
     fields = (
@@ -153,12 +178,15 @@ class MessageAdmin(AuditedModelAdmin):
         "client_id",
         "body",
         "reply_to",
+        "moderation_status",
+        "moderation_reason",
         "created_at",
         "edited_at",
         "deleted_at",
         "deleted_by",
     )
     readonly_fields = fields
+    actions = ("clear_flag",)
 
     def has_add_permission(self, request):
         return False
@@ -169,6 +197,67 @@ class MessageAdmin(AuditedModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def has_moderate_permission(self, request) -> bool:
+        # Messages are never edited here, so "change" is the permission that
+        # stands for reviewing them.
+        return request.user.has_perm("chat.change_message")
+
+    @admin.action(description="Clear the moderation flag (keep the message)", permissions=["moderate"])
+    def clear_flag(self, request, queryset):
+        actor, context = self.audit_actor(request), self.audit_context(request)
+        count = 0
+        for message in queryset.filter(moderation_status=ModerationStatus.FLAGGED).order_by("pk"):
+            count += message_flag_clear_do(message=message, actor=actor, context=context)
+        self.message_user(request, f"{count} flag(s) cleared.", messages.SUCCESS)
+
     @admin.display(description="Body")
     def short_body(self, obj: Message) -> str:
         return obj.body if len(obj.body) <= 80 else f"{obj.body[:79]}…"
+
+
+class BlockedWordForm(TenantScopedForm):
+    class Meta:
+        model = BlockedWord
+        fields = ("tenant", "phrase", "action")
+
+    def clean_phrase(self) -> str:
+        phrase = " ".join(self.cleaned_data["phrase"].split())
+        if phrase_pattern(phrase) is None:
+            raise forms.ValidationError("Give at least one word.")
+        return phrase
+
+    def clean(self):
+        # Checked here as well as by the constraint: on change the tenant is not
+        # a form field, and Django skips constraints on fields outside the form.
+        cleaned_data = super().clean()
+        tenant_id, phrase = self.row_tenant_id(cleaned_data), cleaned_data.get("phrase")
+        if tenant_id is not None and phrase:
+            rules = BlockedWord.objects.filter(tenant_id=tenant_id, phrase__iexact=phrase).exclude(pk=self.instance.pk)
+            if rules.exists():
+                self.add_error("phrase", "This tenant already has a rule for this phrase.")
+        return cleaned_data
+
+
+@admin.register(BlockedWord)
+class BlockedWordAdmin(AuditedModelAdmin):
+    """A tenant's blocked words and phrases. Matching is whole-word and ignores case;
+    "flag" stores the message for review, "reject" refuses it. A change applies to
+    the next message sent."""
+
+    form = BlockedWordForm
+    list_display = ("phrase", "action", "tenant", "created_by", "created_at")
+    list_filter = ("action", "tenant")
+    list_select_related = ("tenant", "created_by")
+    search_fields = ("phrase", "tenant__slug")
+    autocomplete_fields = ("tenant",)
+    fields = ("tenant", "phrase", "action", "created_by", "created_at")
+    readonly_fields = ("created_by", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        # Another tenant's rule is another rule: add it there.
+        return (*self.readonly_fields, "tenant") if obj is not None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -51,3 +51,26 @@ class MemberChange(models.TextChoices):
     LEFT = "left", "Left"
     KICKED = "kicked", "Kicked"
     BANNED = "banned", "Banned"
+
+
+# --- Moderation (chat.moderation) ------------------------------------------------
+
+
+class ModerationStatus(models.TextChoices):
+    """What the moderation pipeline decided about a stored message (a rejected one is not stored)."""
+
+    OK = "ok", "OK"
+    FLAGGED = "flagged", "Flagged for review"
+
+
+class BlockedWordAction(models.TextChoices):
+    """What a blocked word or phrase does to a message that contains it."""
+
+    FLAG = "flag", "Flag for review"
+    REJECT = "reject", "Reject"
+
+
+MODERATION_REASON_MAX_LENGTH = 300
+BLOCKED_WORD_MAX_LENGTH = 100
+# The longest a moderator may mute a member for; longer is a ban.
+MUTE_MAX_SECONDS = 30 * 24 * 3600

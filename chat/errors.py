@@ -63,3 +63,12 @@ class Conflict(ChatError):
     code = ErrorCode.CONFLICT
     http_status = 409
     default_message = "This conflicts with the current state."
+
+
+class Moderated(ChatError):
+    """The moderation pipeline rejected the message (flooding, repetition, a blocked
+    word); nothing was stored. ``details.reason`` names the rule."""
+
+    code = ErrorCode.MODERATED
+    http_status = 422
+    default_message = "The message was rejected by moderation."

@@ -9,14 +9,19 @@ not a row per message. Writes happen only in ``chat.services``.
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 from accounts.models import TenantOwned
 
 from .constants import (
     BAN_REASON_MAX_LENGTH,
+    BLOCKED_WORD_MAX_LENGTH,
     CLIENT_ID_MAX_LENGTH,
     EMOJI_MAX_LENGTH,
+    MODERATION_REASON_MAX_LENGTH,
     ROOM_NAME_MAX_LENGTH,
+    BlockedWordAction,
+    ModerationStatus,
     RoomKind,
     RoomRole,
 )
@@ -137,8 +142,23 @@ class Message(TenantOwned):
     deleted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Set once by the moderation pipeline when the message is stored
+    # (chat.moderation); a moderator's review clears the flag and keeps the reason.
+    moderation_status = models.CharField(
+        max_length=10, choices=ModerationStatus.choices, default=ModerationStatus.OK, editable=False
+    )
+    moderation_reason = models.CharField(max_length=MODERATION_REASON_MAX_LENGTH, blank=True, editable=False)
 
     class Meta:
+        indexes = [
+            # The review queue: flagged messages per tenant, newest first. Partial,
+            # so it stays as small as the queue rather than the table.
+            models.Index(
+                fields=["tenant", "-created_at"],
+                condition=models.Q(moderation_status=ModerationStatus.FLAGGED),
+                name="chat_message_flagged",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="chat_message_room_seq"),
             # A resent message (same client_id) finds the first one instead of duplicating it.
@@ -185,3 +205,25 @@ class Reaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.emoji} by {self.user_id} on {self.message_id}"
+
+
+class BlockedWord(TenantOwned):
+    """A word or phrase a tenant does not want in its chat, matched whole-word and
+    case-insensitively by ``chat.moderation.BlockedWordsModerator``."""
+
+    phrase = models.CharField(max_length=BLOCKED_WORD_MAX_LENGTH)
+    action = models.CharField(max_length=10, choices=BlockedWordAction.choices, default=BlockedWordAction.FLAG)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["phrase"]
+        constraints = [
+            # Matching ignores case, so "Spam" and "spam" would be one rule twice.
+            models.UniqueConstraint("tenant", Lower("phrase"), name="chat_blockedword_tenant_phrase_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.phrase

@@ -21,10 +21,12 @@ from accounts.constants import Role
 from accounts.principals import Principal
 
 from .constants import (
+    ROOM_MODERATOR_ROLES,
     SEARCH_CONFIG,
     SEARCH_HIGHLIGHT_START,
     SEARCH_HIGHLIGHT_STOP,
     SEARCH_RESULTS_LIMIT,
+    ModerationStatus,
     RoomKind,
 )
 from .errors import Forbidden, Invalid, NotFound
@@ -286,3 +288,25 @@ def message_search(
         .order_by("-rank", "-created_at", "-id")[:limit]
     )
     return [SearchHit(message=m, rank=m.rank, headline=m.headline) for m in matches]
+
+
+# --- Moderation -------------------------------------------------------------------
+
+
+def messages_flagged(*, actor: Principal, room_id: int | None = None) -> QuerySet[Message]:
+    """The review queue: messages the moderation pipeline flagged, not yet cleared
+    or deleted, in the rooms the caller moderates (every room of the tenant for a
+    tenant moderator or admin; their own rooms for a room owner or moderator;
+    none for anyone else), newest first."""
+    user_id = actor_user_id(actor)
+    queryset = (
+        Message.objects.for_tenant(actor.tenant_id)
+        .filter(moderation_status=ModerationStatus.FLAGGED, deleted_at__isnull=True)
+        .select_related("sender", "reply_to")
+    )
+    if not actor_is_tenant_moderator(actor):
+        # One membership per (room, user): the join cannot repeat a message.
+        queryset = queryset.filter(room__members__user_id=user_id, room__members__role__in=ROOM_MODERATOR_ROLES)
+    if room_id is not None:
+        queryset = queryset.filter(room_id=room_id)
+    return queryset.order_by("-id")

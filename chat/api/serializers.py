@@ -11,7 +11,15 @@ from dataclasses import asdict
 
 from rest_framework import serializers
 
-from ..constants import BAN_REASON_MAX_LENGTH, CLIENT_ID_MAX_LENGTH, ROOM_NAME_MAX_LENGTH, RoomKind, RoomRole
+from ..constants import (
+    BAN_REASON_MAX_LENGTH,
+    CLIENT_ID_MAX_LENGTH,
+    EMOJI_MAX_LENGTH,
+    ROOM_NAME_MAX_LENGTH,
+    ModerationStatus,
+    RoomKind,
+    RoomRole,
+)
 from ..events import message_payload
 
 # --- Rooms ----------------------------------------------------------------------
@@ -144,3 +152,34 @@ class SearchHitOutputSerializer(serializers.Serializer):
     message = MessageOutputSerializer()
     rank = serializers.FloatField(allow_null=True, help_text="Relevance (PostgreSQL); null on the embedded database.")
     headline = serializers.CharField(help_text="The body with matches wrapped in [[ and ]].")
+
+
+class ReactionInputSerializer(serializers.Serializer):
+    emoji = serializers.CharField(max_length=EMOJI_MAX_LENGTH, trim_whitespace=False)
+
+
+# --- Moderation -----------------------------------------------------------------
+
+
+class MuteInputSerializer(serializers.Serializer):
+    until = serializers.DateTimeField(help_text="When the mute ends; at most 30 days ahead.")
+    reason = serializers.CharField(max_length=BAN_REASON_MAX_LENGTH, required=False, allow_blank=True, default="")
+
+
+class MuteOutputSerializer(serializers.Serializer):
+    room_id = serializers.IntegerField()
+    user_id = serializers.IntegerField()
+    muted_until = serializers.DateTimeField(allow_null=True, help_text="Null: not muted.")
+
+
+class FlaggedQueryInputSerializer(serializers.Serializer):
+    room_id = serializers.IntegerField(required=False, min_value=1)
+
+
+class ModeratedMessageOutputSerializer(serializers.Serializer):
+    """A message with what moderation decided about it (moderators only)."""
+
+    room_id = serializers.IntegerField()
+    message = MessageOutputSerializer(source="*")
+    moderation_status = serializers.ChoiceField(choices=ModerationStatus.choices)
+    moderation_reason = serializers.CharField(help_text="Why it was flagged; kept after the flag is cleared.")

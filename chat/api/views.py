@@ -25,7 +25,8 @@ from spotify_agent.api.views import TenantScopedMixin
 from .. import selectors
 from ..errors import ChatError
 from ..models import Message, RoomMember
-from ..services.messages import message_delete, message_edit, message_send
+from ..services.messages import message_delete, message_edit, message_send, reaction_add, reaction_remove
+from ..services.moderation import message_flag_clear, room_member_mute, room_member_unmute
 from ..services.reads import read_mark
 from ..services.rooms import (
     direct_room_open,
@@ -35,16 +36,22 @@ from ..services.rooms import (
     room_join,
     room_kick,
     room_leave,
+    room_unban,
 )
 from .serializers import (
     BanOutputSerializer,
     DirectRoomOutputSerializer,
+    FlaggedQueryInputSerializer,
     InvitationOutputSerializer,
     MemberOutputSerializer,
     MessageEditInputSerializer,
     MessageOutputSerializer,
     MessageSendInputSerializer,
+    ModeratedMessageOutputSerializer,
+    MuteInputSerializer,
+    MuteOutputSerializer,
     MyRoomOutputSerializer,
+    ReactionInputSerializer,
     ReadInputSerializer,
     ReadOutputSerializer,
     RoomBanInputSerializer,
@@ -62,10 +69,20 @@ _CONFLICT = {
 }
 
 
+_MODERATED = {
+    422: OpenApiResponse(
+        ErrorResponseSerializer,
+        description="Rejected by moderation (`moderated`, details.reason: flood, repeat, blocked_word).",
+    ),
+}
+
+
 def _errors(*statuses: int) -> dict:
-    responses = error_responses(*(code for code in statuses if code != 409))
+    responses = error_responses(*(code for code in statuses if code not in (409, 422)))
     if 409 in statuses:
         responses.update(_CONFLICT)
+    if 422 in statuses:
+        responses.update(_MODERATED)
     return responses
 
 
@@ -282,12 +299,12 @@ class MessageListSendView(ChatView, GenericAPIView):
 
     @extend_schema(
         operation_id="rooms_messages_send",
-        summary="Send a message: 201 the first time, 200 with the same message on a resend",
+        summary="Send a message: 201 the first time, 200 on a resend, 422 when moderation rejects it",
         request=MessageSendInputSerializer,
         responses={
             201: MessageOutputSerializer,
             200: OpenApiResponse(MessageOutputSerializer, description="A resend: the stored message."),
-            **_errors(400, 401, 403, 404, 409, 429),
+            **_errors(400, 401, 403, 404, 409, 422, 429),
         },
         tags=TAGS,
     )
@@ -356,3 +373,119 @@ class MessageSearchView(ChatView):
         serializer.is_valid(raise_exception=True)
         hits = selectors.message_search(actor=self.principal, **serializer.validated_data)
         return Response(SearchHitOutputSerializer(hits, many=True).data)
+
+
+class MessageReactionAddView(ChatView):
+    @extend_schema(
+        operation_id="rooms_messages_reactions_add",
+        summary="React to a message with an emoji (idempotent)",
+        request=ReactionInputSerializer,
+        responses={204: None, **_errors(400, 401, 403, 404, 409, 429)},
+        tags=TAGS,
+    )
+    def post(self, request, room_id: int, seq: int):
+        serializer = ReactionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        reaction_add(actor=self.principal, room_id=room_id, seq=seq, emoji=serializer.validated_data["emoji"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MessageReactionRemoveView(ChatView):
+    @extend_schema(
+        operation_id="rooms_messages_reactions_remove",
+        summary="Take one's reaction back (idempotent); the emoji is percent-encoded in the path",
+        responses={204: None, **_errors(400, 401, 403, 404, 429)},
+        tags=TAGS,
+    )
+    def delete(self, request, room_id: int, seq: int, emoji: str):
+        reaction_remove(actor=self.principal, room_id=room_id, seq=seq, emoji=emoji)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Moderation -----------------------------------------------------------------
+
+
+class RoomMemberUnbanView(ChatView):
+    @extend_schema(
+        operation_id="rooms_members_unban",
+        summary="Lift a ban (room owner or moderator, tenant moderator); audited",
+        request=None,
+        responses={204: None, **_errors(401, 403, 404, 429)},
+        tags=TAGS,
+    )
+    def post(self, request, room_id: int, user_id: int):
+        room_unban(actor=self.principal, room_id=room_id, user_id=user_id, context=self.context())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoomMemberMuteView(ChatView):
+    @extend_schema(
+        operation_id="rooms_members_mute",
+        summary="Mute a member until a time: they read but cannot post, edit or react; audited",
+        request=MuteInputSerializer,
+        responses={200: MuteOutputSerializer, **_errors(400, 401, 403, 404, 429)},
+        tags=TAGS,
+    )
+    def post(self, request, room_id: int, user_id: int):
+        serializer = MuteInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        member = room_member_mute(
+            actor=self.principal,
+            room_id=room_id,
+            user_id=user_id,
+            context=self.context(),
+            **serializer.validated_data,
+        )
+        return Response(MuteOutputSerializer(member).data)
+
+
+class RoomMemberUnmuteView(ChatView):
+    @extend_schema(
+        operation_id="rooms_members_unmute",
+        summary="Lift a mute before it expires (idempotent); audited",
+        request=None,
+        responses={200: MuteOutputSerializer, **_errors(401, 403, 404, 429)},
+        tags=TAGS,
+    )
+    def post(self, request, room_id: int, user_id: int):
+        member = room_member_unmute(actor=self.principal, room_id=room_id, user_id=user_id, context=self.context())
+        return Response(MuteOutputSerializer(member).data)
+
+
+class FlaggedMessagesPagination(DefaultCursorPagination):
+    ordering = "-id"
+
+
+class FlaggedMessageListView(ChatView, GenericAPIView):
+    """The review queue of the rooms the caller moderates."""
+
+    pagination_class = FlaggedMessagesPagination
+    serializer_class = ModeratedMessageOutputSerializer
+    queryset = Message.objects.none()
+
+    @extend_schema(
+        operation_id="messages_flagged_list",
+        summary="Messages moderation flagged, in the rooms the caller moderates, newest first",
+        parameters=[OpenApiParameter("room_id", int, required=False, description="Only this room.")],
+        responses={200: ModeratedMessageOutputSerializer(many=True), **_errors(400, 401, 403, 429)},
+        tags=TAGS,
+    )
+    def get(self, request):
+        serializer = FlaggedQueryInputSerializer(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        queryset = selectors.messages_flagged(actor=self.principal, **serializer.validated_data)
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(ModeratedMessageOutputSerializer(page, many=True).data)
+
+
+class MessageFlagClearView(ChatView):
+    @extend_schema(
+        operation_id="rooms_messages_flag_clear",
+        summary="Keep a flagged message: clear its flag (room or tenant moderators; idempotent); audited",
+        request=None,
+        responses={200: ModeratedMessageOutputSerializer, **_errors(401, 403, 404, 429)},
+        tags=TAGS,
+    )
+    def post(self, request, room_id: int, seq: int):
+        message = message_flag_clear(actor=self.principal, room_id=room_id, seq=seq, context=self.context())
+        return Response(ModeratedMessageOutputSerializer(message).data)

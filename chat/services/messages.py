@@ -36,6 +36,7 @@ from ..events import (
     message_payload,
 )
 from ..models import Message, MessageEdit, Reaction, Room, RoomMember
+from ..moderation import moderation_screen
 from ..selectors import (
     actor_is_tenant_moderator,
     actor_user_id,
@@ -83,8 +84,10 @@ def message_send(
     """Post a message. Returns ``(message, created)``.
 
     Preconditions: the caller is a member, not muted or banned; the room is not
-    archived. Locks the room row until commit. Idempotent on ``client_id``: a
-    resend returns the stored message with ``created`` False and emits nothing.
+    archived; the moderation pipeline (``chat.moderation``) does not reject the
+    body (``Moderated``), and may flag it. Locks the room row until commit.
+    Idempotent on ``client_id``: a resend returns the stored message with
+    ``created`` False and emits nothing (and is not screened again).
     Emits ``chat.message`` (envelope ``seq``) after commit. The sender's read
     marker moves to the new message.
     """
@@ -111,6 +114,8 @@ def message_send(
         reply_to = Message.objects.filter(room=room, seq=reply_to_seq).first()
         if reply_to is None:
             raise Invalid("reply_to_seq names no message of this room.", field="reply_to_seq")
+    # Before the lock: moderators may query or count, and a reject (Moderated) stores nothing.
+    verdict = moderation_screen(room=room, sender_id=user_id, body=body)
 
     # The lock serialises senders of this room from here to commit; reading
     # last_seq under it is what makes seqs gap-free.
@@ -126,6 +131,8 @@ def message_send(
                 client_id=client_id,
                 body=body,
                 reply_to=reply_to,
+                moderation_status=verdict.status,
+                moderation_reason=verdict.reason,
             )
     except IntegrityError:
         # The same resend raced us and committed first: answer with its message.

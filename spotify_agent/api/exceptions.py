@@ -46,6 +46,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "forbidden": (403, "Authenticated, but the role or scope does not allow this."),
     "not_found": (404, "No such resource (also for another tenant's resources)."),
     "conflict": (409, "The operation conflicts with the current state (already a member, a deleted message...)."),
+    "moderated": (422, "Moderation rejected the content (flooding, repetition, a blocked word); nothing was stored."),
     "method_not_allowed": (405, "The HTTP method is not supported here."),
     "not_acceptable": (406, "No renderer matches the Accept header."),
     "unsupported_media_type": (415, "The request's Content-Type is not supported."),

@@ -10,7 +10,7 @@ from accounts.constants import ApiScope, Role
 from accounts.services.api_clients import api_client_create
 from audit.constants import AuditAction
 from audit.services import Actor, RequestContext, audit_record
-from chat.models import Message, Room, RoomBan, RoomInvitation, RoomMember
+from chat.models import BlockedWord, Message, Room, RoomBan, RoomInvitation, RoomMember
 from playlists.models import Playlist, PlaylistItem, Track
 from tests.factories import TenantFactory, UserFactory
 
@@ -74,6 +74,7 @@ def make_rows(*, tag: str) -> dict[type, object]:
         RoomBan: ban,
         RoomInvitation: invitation,
         Message: message,
+        BlockedWord: BlockedWord.objects.create(tenant=tenant, phrase=f"spam-{tag}", created_by=user),
         Track: track,
         Playlist: playlist,
         AuditEvent: event,

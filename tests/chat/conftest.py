@@ -1,9 +1,11 @@
 """Fixtures of the chat tests: principals of users in two tenants, rooms, and a
-listener on the real channel layer (Redis when configured) for broadcasts."""
+listener for broadcasts: on the real fan-out for room traffic and on the real
+channel layer for a user's own events (Redis when configured)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -15,7 +17,8 @@ from accounts.constants import Role
 from accounts.services.tokens import principal_for_user
 from chat.constants import RoomKind
 from chat.services.rooms import room_create, room_join
-from realtime.groups import room_group
+from realtime.fanout import close_fanout, get_fanout
+from realtime.groups import room_topic
 from tests.factories import UserFactory
 
 requires_postgres = pytest.mark.skipif(
@@ -25,6 +28,13 @@ requires_postgres = pytest.mark.skipif(
 
 def as_principal(user):
     return principal_for_user(user)
+
+
+@pytest.fixture(autouse=True)
+def _moderation_off(settings):
+    """These tests send bursts of identical messages, which the shipped moderators
+    rightly refuse; the pipeline's own tests (test_moderation*.py) turn it back on."""
+    settings.CHAT_MODERATORS = []
 
 
 @pytest.fixture
@@ -87,6 +97,10 @@ class Listener:
         self.layer = get_channel_layer()
         self.channel = f"chat-test-{uuid.uuid4().hex}"
         self.groups: list[str] = []
+        # Room topics are read by a fan-out hub on a private event loop, run
+        # only while subscribing and draining (as a server process would run it).
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.frames: list[str] = []
 
     def subscribe(self, group: str) -> None:
         async_to_sync(self.layer.group_add)(group, self.channel)
@@ -95,11 +109,40 @@ class Listener:
     def close(self) -> None:
         for group in self.groups:
             async_to_sync(self.layer.group_discard)(group, self.channel)
+        if self.loop is not None:
+            self.loop.run_until_complete(close_fanout())
+            self.loop.close()
 
     def subscribe_room(self, room) -> None:
-        self.subscribe(room_group(tenant_id=room.tenant_id, room_id=room.pk))
+        topic = room_topic(tenant_id=room.tenant_id, room_id=room.pk)
+
+        async def subscribe():
+            hub = get_fanout()
+            hub.subscribe(topic, self)
+            await hub.wait_subscribed(topic, timeout=3)
+
+        self.loop = self.loop or asyncio.new_event_loop()
+        self.loop.run_until_complete(subscribe())
+
+    # realtime.fanout.Subscriber
+    def deliver(self, text: str, seq: int | None) -> None:
+        self.frames.append(text)
+
+    def resync(self, topic: str) -> None:
+        pass
 
     def drain(self, timeout: float = 0.3) -> list[dict]:
+        """What arrived: room frames (without their timestamp) or channel-layer messages."""
+        if self.loop is not None:
+            self.loop.run_until_complete(asyncio.sleep(timeout))
+            frames, self.frames = self.frames, []
+            received = [json.loads(text) for text in frames]
+            for frame in received:
+                del frame["timestamp"]
+            return received
+        return self._drain_layer(timeout)
+
+    def _drain_layer(self, timeout: float) -> list[dict]:
         async def _drain():
             received = []
             while True:
