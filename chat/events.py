@@ -2,11 +2,18 @@
 
 Every payload is a frozen dataclass subclassing ``realtime.events.Event`` with a
 namespaced ``type``; builders turn rows into payloads so REST and WebSocket
-render a message identically. Only ``chat.services`` call ``chat_event_send``,
-which broadcasts after commit to the room's group (or, for an invitation, to
-the invitee's own group). Envelopes carry ``room`` (the room id as a string)
-and, for ``chat.message``, the message's ``seq``, which clients use to resume
-(docs/api.md, "Chat").
+render a message identically. Only ``chat.services`` call ``chat_event_send``.
+
+Room traffic goes through the fan-out (``realtime.fanout.publish_on_commit`` on
+the room's topic): the frame is encoded once, after commit, and each server
+process hands the same text to its subscribed sockets, so a message costs the
+same whatever the room's size. Events for one user (an invitation, and the
+personal copy of ``room.member_left`` that makes the leaver's sockets drop the
+room's stream) stay on the channel layer, to the user's group. Envelopes carry
+``room`` (the room id as a string) and, for ``chat.message`` only, the
+message's ``seq``, which orders delivery and resume (docs/protocol.md,
+"Chat"); edits, deletes and reactions name the message's seq in their content
+but are not part of the sequence.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from realtime.events import Event, event_send_on_commit
-from realtime.groups import room_group, user_group
-from realtime.protocol import timestamp
+from realtime.fanout import publish_on_commit
+from realtime.groups import room_topic, user_group
+from realtime.protocol import envelope, timestamp
 
 from .models import Message
 
@@ -121,6 +129,27 @@ class RoomInvitedEvent(Event):
     invited_by: UserRef
 
 
+@dataclass(frozen=True)
+class ChatTypingEvent(Event):
+    """Ephemeral, never stored: ``user`` is typing (or stopped); clients drop the
+    indicator after ``expires_in`` seconds without a new one."""
+
+    type: ClassVar[str] = "chat.typing"
+    room: int
+    user: UserRef
+    typing: bool
+    expires_in: float
+
+
+@dataclass(frozen=True)
+class PresenceEvent(Event):
+    """A member of the room went ``online``, ``away`` or ``offline`` (sent to each of their rooms)."""
+
+    type: ClassVar[str] = "presence"
+    user: int
+    status: str
+
+
 # --- Builders ---------------------------------------------------------------------
 
 
@@ -146,6 +175,17 @@ def message_payload_dict(message: Message) -> dict[str, Any]:
     return asdict(message_payload(message))
 
 
+def event_frame(event: Event, *, room_id: int, seq: int | None = None) -> dict[str, Any]:
+    """The server envelope of a room event, as every member's socket receives it."""
+    return envelope(event.type, asdict(event), room=str(room_id), seq=seq)
+
+
+def chat_message_frame(message: Message) -> dict[str, Any]:
+    """The ``chat.message`` frame of a stored message (live and replayed alike)."""
+    event = ChatMessageEvent(room=message.room_id, seq=message.seq, message=message_payload(message))
+    return event_frame(event, room_id=message.room_id, seq=message.seq)
+
+
 # --- The one sender ---------------------------------------------------------------
 
 
@@ -153,9 +193,17 @@ def chat_event_send(
     *, tenant_id: int, room_id: int, event: Event, seq: int | None = None, to_user_id: int | None = None
 ) -> None:
     """Broadcast ``event`` after the current transaction commits: to the room's
-    group, or to one user's sockets when ``to_user_id`` is given."""
+    fan-out topic (``seq`` for ``chat.message`` only), or to one user's sockets
+    over the channel layer when ``to_user_id`` is given."""
     if to_user_id is not None:
         group = user_group(tenant_id=tenant_id, user_id=to_user_id)
-    else:
-        group = room_group(tenant_id=tenant_id, room_id=room_id)
-    event_send_on_commit(group=group, event=event, room=str(room_id), seq=seq)
+        event_send_on_commit(group=group, event=event, room=str(room_id), seq=seq)
+        return
+    publish_on_commit(
+        topic=room_topic(tenant_id=tenant_id, room_id=room_id), frame=event_frame(event, room_id=room_id, seq=seq)
+    )
+    if isinstance(event, RoomMemberLeftEvent):
+        # The leaver's sockets stop streaming the room at once, on whichever server.
+        event_send_on_commit(
+            group=user_group(tenant_id=tenant_id, user_id=event.user.id), event=event, room=str(room_id)
+        )

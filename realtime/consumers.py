@@ -6,11 +6,18 @@ that end a socket (access-token expiry, missed heartbeats, the periodic auth
 re-check; armed on the process-wide ``realtime.timers`` scheduler, not a task
 per socket), the user's slot in the connection registry
 (``realtime.connections``), the rate limits of client frames
-(``realtime.limits``), the bounded outbound queue, the user's group, and the
-audit of connect/disconnect. What a frame *means* is decided by the handler
-registered for its type (``realtime.registry``); what a channel-layer event
-does, likewise. Database work goes through services and selectors wrapped in
-``database_sync_to_async``. docs/protocol.md is the client-facing description.
+(``realtime.limits``), the bounded outbound queue, its channel-layer groups
+(the user's, the tenant's and everyone's; re-joined after a Redis restart,
+which channels_redis would otherwise turn into a 1011 close), the audit of
+connect/disconnect, the socket's room subscriptions on the fan-out
+(``realtime.subscriptions``: created by handlers, all dropped on disconnect) and
+its presence (``realtime.presence``: registered at authentication, refreshed
+with the heartbeat timer, removed with a grace period on disconnect; changes
+are handed to the listeners registered with ``registry.presence_listener``).
+What a frame *means* is decided by the handler registered for its type
+(``realtime.registry``); what a channel-layer event does, likewise. Database
+work goes through services and selectors wrapped in ``database_sync_to_async``.
+docs/protocol.md is the client-facing description.
 """
 
 from __future__ import annotations
@@ -28,15 +35,24 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from accounts.principals import Principal
 from accounts.services.tokens import AuthenticationError
 from audit.services import RequestContext
 
 from .connections import connection_slot_acquire, connection_slot_refresh, connection_slot_release
-from .groups import user_group
+from .fanout import get_fanout
+from .groups import everyone_group, tenant_group, user_group
 from .limits import DEFAULT_FAMILY, FrameLimiter, family_of
 from .middleware import HandshakeAuth
+from .presence import (
+    PresenceChange,
+    presence_connect,
+    presence_disconnect,
+    presence_heartbeat,
+    presence_set_away,
+)
 from .protocol import (
     PROTOCOL_VERSION,
     ClientMessage,
@@ -53,6 +69,7 @@ from .protocol import (
 from .registry import registry
 from .selectors import ws_principal_recheck
 from .services import ws_connection_close, ws_connection_open, ws_connection_reject
+from .subscriptions import FetchFrames, RoomSubscription
 from .timers import Deadlines
 
 logger = logging.getLogger(__name__)
@@ -65,6 +82,16 @@ _RECHECK_SPREAD = (0.5, 1.0)
 # The registry entry is refreshed three times per WS_CONNECTION_TTL (so two
 # refreshes may fail before it expires), spread the same way.
 _REFRESH_SPREAD = (0.25, 1 / 3)
+# Presence is refreshed once per heartbeat interval (its TTL is 2.5 of them, so
+# one late refresh is tolerated), spread so sockets do not refresh together.
+_PRESENCE_SPREAD = (0.8, 1.0)
+# How long joining a room waits for Redis to confirm the topic's subscription.
+_SUBSCRIBE_TIMEOUT = 5.0
+# Retries of a failed channel-layer receive: quick first (a restarted Redis is
+# usually back at once), doubling to the cap, jittered so a server's sockets do
+# not reconnect in the same millisecond.
+_LAYER_RETRY_INITIAL = 0.1
+_LAYER_RETRY_MAX = 5.0
 
 
 class HubConsumer(AsyncWebsocketConsumer):
@@ -91,6 +118,42 @@ class HubConsumer(AsyncWebsocketConsumer):
         self._writer: asyncio.Task | None = None
         self._overflowed = False
         self._tasks: set[asyncio.Task] = set()
+        self._rooms: dict[str, RoomSubscription] = {}
+        self._after_reply: list[Callable[[], Awaitable[None]]] = []
+        self._present = False
+
+    # --- The channel layer, surviving a Redis outage ------------------------------
+
+    # Channels' __call__ assigns ``channel_receive`` and then waits on it together
+    # with the socket. channels_redis raises out of receive() when its Redis
+    # connection drops, which would end the consumer and close the socket with
+    # 1011; the property hands Channels a receive that retries instead.
+    @property
+    def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:
+        return self._channel_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self._layer_receive = receive
+
+    async def _channel_receive(self) -> dict[str, Any]:
+        delay = _LAYER_RETRY_INITIAL
+        rejoin = False
+        while True:
+            try:
+                if rejoin:
+                    # A restarted Redis has forgotten the groups: join them again
+                    # (group_add is idempotent) before listening.
+                    for group in tuple(self._groups):
+                        await self.channel_layer.group_add(group, self.channel_name)
+                    rejoin = False
+                return await self._layer_receive()
+            except (RedisError, OSError) as exc:
+                if delay == _LAYER_RETRY_INITIAL:
+                    logger.warning("channel layer unavailable, retrying: %s", exc)
+                rejoin = True
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 (jitter)
+            delay = min(delay * 2, _LAYER_RETRY_MAX)
 
     # --- Connection (the surface handlers use) ------------------------------------
 
@@ -101,6 +164,14 @@ class HubConsumer(AsyncWebsocketConsumer):
     @property
     def authenticated_at(self) -> datetime | None:
         return self._authenticated_at
+
+    @property
+    def connection_id(self) -> str:
+        return self._connection_id
+
+    @property
+    def request_context(self) -> RequestContext:
+        return self._context
 
     def deliver(self, text: str) -> None:
         """Queue one encoded frame for the client; never blocks.
@@ -129,6 +200,49 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def group_leave(self, group: str) -> None:
         self._groups.discard(group)
         await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def room_subscribe(self, topic: str, *, fetch_missing: FetchFrames) -> RoomSubscription:
+        """Subscribe this socket to ``topic`` (replacing an earlier subscription of it)
+        and return once Redis has confirmed it; the subscription holds frames until
+        its ``start``."""
+        subscription = RoomSubscription(topic=topic, send=self.deliver, fetch_missing=fetch_missing)
+        fanout = get_fanout()
+        # Subscribe before dropping an earlier subscription, so the process keeps
+        # its Redis subscription to the topic throughout.
+        fanout.subscribe(topic, subscription)
+        self.room_unsubscribe(topic)
+        self._rooms[topic] = subscription
+        try:
+            await fanout.wait_subscribed(topic, timeout=_SUBSCRIBE_TIMEOUT)
+        except BaseException:
+            self.room_unsubscribe(topic)
+            raise
+        return subscription
+
+    def room_unsubscribe(self, topic: str) -> bool:
+        """Stop receiving ``topic``; False if the socket was not subscribed."""
+        subscription = self._rooms.pop(topic, None)
+        if subscription is None:
+            return False
+        subscription.close()
+        get_fanout().unsubscribe(topic, subscription)
+        return True
+
+    def room_subscriptions(self) -> set[str]:
+        return set(self._rooms)
+
+    def after_reply(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` once the answer to the frame being handled is queued."""
+        self._after_reply.append(callback)
+
+    async def presence_set(self, *, away: bool) -> None:
+        change = await presence_set_away(
+            tenant_id=self._principal.tenant_id,
+            user_id=self._principal.user_id,
+            connection_id=self._connection_id,
+            away=away,
+        )
+        await _presence_changed(change)
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
         if self._closing:
@@ -183,6 +297,9 @@ class HubConsumer(AsyncWebsocketConsumer):
         self._arm("recheck", self._recheck, settings.WS_AUTH_RECHECK_INTERVAL, _RECHECK_SPREAD)
         self._arm("registry", self._refresh_slot, settings.WS_CONNECTION_TTL, _REFRESH_SPREAD)
         await self.group_join(user_group(tenant_id=principal.tenant_id, user_id=principal.user_id))
+        await self.group_join(tenant_group(tenant_id=principal.tenant_id))
+        await self.group_join(everyone_group())
+        await self._presence_connect()
         await database_sync_to_async(ws_connection_open)(principal=principal, method=method, context=self._context)
         await self.send_frame(
             envelope(
@@ -225,9 +342,12 @@ class HubConsumer(AsyncWebsocketConsumer):
         if self._deadlines is not None:
             self._deadlines.cancel_all()
         await self._stop_writer(flush=False)
+        for topic in list(self._rooms):
+            self.room_unsubscribe(topic)
         for group in list(self._groups):
             await self.group_leave(group)
         if self._principal is not None:
+            await self._presence_disconnect()
             await self._release_slot(self._principal)
             await database_sync_to_async(ws_connection_close)(
                 principal=self._principal,
@@ -333,10 +453,17 @@ class HubConsumer(AsyncWebsocketConsumer):
                 error(ErrorCode.INTERNAL, "The server failed to process the frame.", frame_id=message.id)
             )
             return
+        finally:
+            callbacks, self._after_reply = self._after_reply, []
         reply = reply or Reply()
         # A bare ack only answers a frame that asked for one (carried an id).
         if message.id is not None or reply.type != "ack":
             await self.send_frame(envelope(reply.type, reply.content, id=message.id))
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:
+                logger.exception("after-reply callback failed", extra={"type": message.type})
 
     async def _write(self) -> None:
         """The socket's only writer: frames leave in the order they were queued."""
@@ -433,6 +560,54 @@ class HubConsumer(AsyncWebsocketConsumer):
         if not self._closing:
             self._arm("recheck", self._recheck, settings.WS_AUTH_RECHECK_INTERVAL, _RECHECK_SPREAD)
 
+    # --- Internals: presence ------------------------------------------------------------------
+
+    async def _presence_connect(self) -> None:
+        principal = self._principal
+        self._present = True
+        self._arm("presence", self._presence_refresh, settings.WS_HEARTBEAT_INTERVAL, _PRESENCE_SPREAD)
+        try:
+            change = await presence_connect(
+                tenant_id=principal.tenant_id, user_id=principal.user_id, connection_id=self._connection_id
+            )
+        except Exception:
+            # Presence is a courtesy: a Redis outage must not refuse the socket.
+            # The next refresh registers the connection again.
+            logger.exception("presence unavailable")
+            return
+        await _presence_changed(change)
+
+    async def _presence_refresh(self) -> None:
+        principal = self._principal
+        try:
+            change = await presence_heartbeat(
+                tenant_id=principal.tenant_id, user_id=principal.user_id, connection_id=self._connection_id
+            )
+        except Exception:
+            logger.exception("presence refresh failed")
+        else:
+            await _presence_changed(change)
+        if not self._closing:
+            self._arm("presence", self._presence_refresh, settings.WS_HEARTBEAT_INTERVAL, _PRESENCE_SPREAD)
+
+    async def _presence_disconnect(self) -> None:
+        if not self._present:
+            return
+        self._present = False
+        principal = self._principal
+        try:
+            # The "offline" decision runs PRESENCE_GRACE_SECONDS later, after this
+            # consumer is gone: the callback must not need it.
+            await presence_disconnect(
+                tenant_id=principal.tenant_id,
+                user_id=principal.user_id,
+                connection_id=self._connection_id,
+                on_change=_presence_changed,
+            )
+        except Exception:
+            # The connection lapses by itself after PRESENCE_TTL_SECONDS.
+            logger.exception("presence disconnect failed")
+
     # --- Internals: the connection registry ------------------------------------------------------
 
     async def _acquire_slot(self, principal: Principal) -> bool:
@@ -474,3 +649,14 @@ class HubConsumer(AsyncWebsocketConsumer):
         except Exception:
             # The entry expires by itself within WS_CONNECTION_TTL.
             logger.exception("connection registry release failed")
+
+
+async def _presence_changed(change: PresenceChange | None) -> None:
+    """Hand a presence change to every registered listener (the families that broadcast it)."""
+    if change is None:
+        return
+    for listener in registry.presence_listeners():
+        try:
+            await listener(change)
+        except Exception:
+            logger.exception("presence listener failed")

@@ -36,6 +36,17 @@ class SessionRevoked(Event):
     reason: str
 
 
+@dataclass(frozen=True)
+class SystemMaintenance(Event):
+    """Planned maintenance, announced to a tenant's sockets or to everyone's
+    (``realtime.groups.tenant_group`` / ``everyone_group``). Times are ISO 8601."""
+
+    type: ClassVar[str] = "system.maintenance"
+    message: str
+    starts_at: str | None = None
+    ends_at: str | None = None
+
+
 def event_message(event: Event, *, room: str | None = None, seq: int | None = None) -> dict[str, Any]:
     """The channel-layer message for ``event``."""
     message: dict[str, Any] = {"type": event.type, "content": asdict(event)}

@@ -4,7 +4,9 @@ A message to a room costs one serialization and one ``PUBLISH``, whatever the
 room's size: every server process with at least one local member of the room
 holds one subscription to the room's topic (``realtime.groups.room_topic``) and
 hands the same encoded text frame to each local subscriber. The channel layer's
-per-member copies, wake-ups and encodes are gone from this path.
+per-member copies, wake-ups and encodes are gone from this path. A payload is
+``"<seq>\n<frame>"`` (``pack``): the header is read once per process, so a
+subscriber orders room messages by seq without parsing the frame.
 
 What this module owns: the hub (``get_fanout()``, one per event loop), its Redis
 pub/sub connection and reconnection, the in-memory backend of the embedded
@@ -24,6 +26,7 @@ import logging
 import random
 import threading
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -58,18 +61,36 @@ BACKOFF_INITIAL = 0.05
 BACKOFF_MAX = 5.0
 
 
-class Subscriber(Protocol):
-    """A local receiver of a topic, typically one socket."""
+# What travels on a topic: "<seq>\n<frame text>", the seq empty for frames outside
+# the room's message sequence. The header is read once per process per message,
+# so a sequenced subscriber orders frames without parsing any JSON.
+_HEADER_END = "\n"
 
-    def deliver(self, text: str) -> None:
-        """Queue ``text`` (an encoded server frame) for the socket. Must not block or
-        await: raise (``asyncio.QueueFull``) to refuse it; the hub counts a drop."""
+
+def pack(text: str, seq: int | None = None) -> str:
+    """The pub/sub payload of one encoded frame."""
+    return f"{'' if seq is None else seq}{_HEADER_END}{text}"
+
+
+def unpack(payload: str) -> tuple[str, int | None]:
+    """The frame text and seq of a payload made by ``pack``."""
+    header, _, text = payload.partition(_HEADER_END)
+    return text, int(header) if header else None
+
+
+class Subscriber(Protocol):
+    """A local receiver of a topic, typically one socket (or one socket's room)."""
+
+    def deliver(self, text: str, seq: int | None) -> None:
+        """Queue ``text`` (an encoded server frame, ``seq`` its envelope's seq if any)
+        for the socket. Must not block or await: raise (``asyncio.QueueFull``) to
+        refuse it; the hub counts a drop."""
 
     def resync(self, topic: str) -> None:
         """Frames of ``topic`` may have been lost: re-read from the store by seq."""
 
 
-class FanoutHub:
+class FanoutHub(ABC):
     """The local side of fan-out: which subscribers of this process want which topic.
 
     ``subscribe`` and ``unsubscribe`` are synchronous and only change local state;
@@ -109,7 +130,7 @@ class FanoutHub:
 
     # --- delivery -------------------------------------------------------------------
 
-    def dispatch(self, topic: str, text: str) -> None:
+    def dispatch(self, topic: str, text: str, seq: int | None = None) -> None:
         """Hand ``text`` to every local subscriber of ``topic``. Never awaits."""
         members = self._subscribers.get(topic)
         if not members:
@@ -118,7 +139,7 @@ class FanoutHub:
         # A copy: a subscriber may leave the topic from inside deliver().
         for subscriber in tuple(members):
             try:
-                subscriber.deliver(text)
+                subscriber.deliver(text, seq)
             except asyncio.QueueFull:
                 dropped += 1
             except Exception:
@@ -146,29 +167,30 @@ class FanoutHub:
 
     # --- backend hooks --------------------------------------------------------------
 
-    async def publish(self, topic: str, text: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def publish(self, topic: str, text: str, *, seq: int | None = None) -> None:
+        """Send one encoded frame to every process subscribed to ``topic``."""
 
+    @abstractmethod
     async def wait_subscribed(self, topic: str, *, timeout: float | None = None) -> None:
         """Return once frames published to ``topic`` from now on reach this process."""
-        raise NotImplementedError
 
     async def aclose(self) -> None:
         self._subscribers.clear()
 
-    def _topic_added(self, topic: str) -> None:
-        pass
+    def _topic_added(self, topic: str) -> None:  # noqa: B027 - optional hook: the memory backend needs none
+        """Called when the first local subscriber of ``topic`` arrives."""
 
-    def _topic_removed(self, topic: str) -> None:
-        pass
+    def _topic_removed(self, topic: str) -> None:  # noqa: B027
+        """Called when the last local subscriber of ``topic`` leaves."""
 
 
 class MemoryFanoutHub(FanoutHub):
     """The embedded default (no ``REDIS_URL``): dispatch within this process only."""
 
-    async def publish(self, topic: str, text: str) -> None:
+    async def publish(self, topic: str, text: str, *, seq: int | None = None) -> None:
         PUBLISHED.inc()
-        _memory_broadcast(topic, text)
+        _memory_broadcast(topic, pack(text, seq))
 
     async def wait_subscribed(self, topic: str, *, timeout: float | None = None) -> None:
         return
@@ -236,10 +258,10 @@ class RedisFanoutHub(FanoutHub):
 
     # --- FanoutHub --------------------------------------------------------------------
 
-    async def publish(self, topic: str, text: str) -> None:
+    async def publish(self, topic: str, text: str, *, seq: int | None = None) -> None:
         """One ``PUBLISH``. Raises on a Redis failure (the caller decides); counted either way."""
         try:
-            await self._publish_client.publish(self._prefix + topic, text)
+            await self._publish_client.publish(self._prefix + topic, pack(text, seq))
         except Exception:
             PUBLISH_FAILURES.inc()
             raise
@@ -265,7 +287,11 @@ class RedisFanoutHub(FanoutHub):
 
     def _topic_added(self, topic: str) -> None:
         self._wanted.add(topic)
-        self._ready[topic] = asyncio.Event()
+        ready = self._ready[topic] = asyncio.Event()
+        if topic in self._requested and not self._pending.get(topic):
+            # Dropped and wanted again before the connection task caught up: the
+            # confirmed SUBSCRIBE still stands, and no new confirmation will come.
+            ready.set()
         self._changed.set()
         if self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="realtime-fanout")
@@ -367,7 +393,7 @@ class RedisFanoutHub(FanoutHub):
             ping_sent = False
             kind = message[0]
             if kind == "message":
-                self.dispatch(message[1][prefix_length:], message[2])
+                self.dispatch(message[1][prefix_length:], *unpack(message[2]))
             elif kind == "subscribe":
                 self._confirm(message[1][prefix_length:])
 
@@ -418,8 +444,9 @@ async def close_fanout() -> None:
         await hub.aclose()
 
 
-def _memory_broadcast(topic: str, text: str) -> None:
+def _memory_broadcast(topic: str, payload: str) -> None:
     """In-memory backend: every hub of this process, each on its own loop."""
+    text, seq = unpack(payload)
     with _hubs_lock:
         targets = [(loop, hub) for loop, hub in _hubs.items() if isinstance(hub, MemoryFanoutHub)]
     try:
@@ -428,9 +455,9 @@ def _memory_broadcast(topic: str, text: str) -> None:
         current = None
     for loop, hub in targets:
         if loop is current:
-            hub.dispatch(topic, text)
+            hub.dispatch(topic, text, seq)
         elif not loop.is_closed():
-            loop.call_soon_threadsafe(hub.dispatch, topic, text)
+            loop.call_soon_threadsafe(hub.dispatch, topic, text, seq)
 
 
 # --- publishing from synchronous services ----------------------------------------------
@@ -461,12 +488,12 @@ def _sync_client() -> redis.Redis:
     return client
 
 
-def _publish_now(topic: str, text: str) -> None:
+def _publish_now(topic: str, payload: str) -> None:
     try:
         if settings.REDIS_URL:
-            _sync_client().publish(f"{settings.FANOUT_CHANNEL_PREFIX}.{topic}", text)
+            _sync_client().publish(f"{settings.FANOUT_CHANNEL_PREFIX}.{topic}", payload)
         else:
-            _memory_broadcast(topic, text)
+            _memory_broadcast(topic, payload)
     except Exception:
         PUBLISH_FAILURES.inc()
         logger.exception("fan-out publish failed", extra={"topic": topic})
@@ -478,9 +505,10 @@ def publish_on_commit(*, topic: str, frame: dict[str, Any]) -> None:
     """Publish ``frame`` to ``topic`` once the current transaction commits (at once
     outside a transaction); nothing is sent on rollback.
 
-    The frame is encoded here, once, and every process hands the same text to its
-    sockets. A failure is logged and counted, never raised: the change it
-    announces is committed, and subscribers recover it from the store by seq.
+    The frame is encoded here, once, with its ``seq`` in the payload's header, and
+    every process hands the same text to its sockets. A failure is logged and
+    counted, never raised: the change it announces is committed, and subscribers
+    recover it from the store by seq.
     """
-    text = encode(frame)
-    transaction.on_commit(lambda: _publish_now(topic, text), robust=True)
+    payload = pack(encode(frame), frame.get("seq"))
+    transaction.on_commit(lambda: _publish_now(topic, payload), robust=True)

@@ -1,4 +1,4 @@
-"""Channel-layer group names. Every name carries the tenant, so no event can be
+"""Channel-layer group and fan-out topic names. Every name carries the tenant, so no event can be
 addressed across tenants by mistake; build names here, never with f-strings at
 the call site.
 
@@ -13,12 +13,17 @@ def user_group(*, tenant_id: int, user_id: int) -> str:
     return f"t{tenant_id}.user.{user_id}"
 
 
-def room_group(*, tenant_id: int, room_id: int) -> str:
-    """Every socket subscribed to one chat room: its messages, edits, reactions and receipts."""
-    return f"t{tenant_id}.room.{room_id}"
-
-
 def room_topic(*, tenant_id: int, room_id: int) -> str:
     """The fan-out topic of one room (``realtime.fanout``): every process with a
     local member of the room subscribes to it once."""
     return f"t{tenant_id}.room.{room_id}"
+
+
+def tenant_group(*, tenant_id: int) -> str:
+    """Every open socket of one tenant: tenant-wide system notices."""
+    return f"t{tenant_id}.all"
+
+
+def everyone_group() -> str:
+    """Every open socket of every tenant: platform-wide system notices (maintenance)."""
+    return "all"

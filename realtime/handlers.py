@@ -9,6 +9,10 @@
   heartbeat; ``ping`` is the one to send when there is nothing else to say.
 - ``session.revoked`` (channel-layer event from ``accounts.services.users``):
   closes the socket with 4401.
+- ``system.maintenance`` (``realtime.events.SystemMaintenance``, sent to
+  ``tenant_group`` or ``everyone_group``, which every socket joins at
+  authentication): sent on as a ``system`` frame ``{"kind": "maintenance",
+  "message", "starts_at"?, "ends_at"?}``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from channels.db import database_sync_to_async
 from accounts.services.tokens import AuthenticationError, access_token_authenticate
 
 from .middleware import METHOD_FIRST_FRAME
-from .protocol import ClientMessage, Reply, timestamp
+from .protocol import ClientMessage, Reply, envelope, timestamp
 from .registry import Connection, registry
 
 # Longer than any access token simplejwt issues here; refuses junk before decoding.
@@ -51,3 +55,14 @@ async def handle_core_ping(conn: Connection, message: ClientMessage) -> Reply:
 @registry.event("session.revoked")
 async def handle_core_session_revoked(conn: Connection, event: dict[str, Any]) -> None:
     await conn.close_unauthenticated(event.get("content", {}).get("reason") or "session_revoked")
+
+
+@registry.event("system.maintenance")
+async def handle_core_system_maintenance(conn: Connection, event: dict[str, Any]) -> None:
+    content = event.get("content", {})
+    frame = {"kind": "maintenance", "message": content.get("message", "")}
+    # Optional times are omitted rather than sent as null, like envelope fields.
+    for field in ("starts_at", "ends_at"):
+        if content.get(field):
+            frame[field] = content[field]
+    await conn.send_frame(envelope("system", frame))

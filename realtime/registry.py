@@ -5,18 +5,20 @@ Each app declares its WebSocket family in its own ``handlers.py``::
     # chat/handlers.py
     from realtime.registry import registry
 
-    @registry.message("chat.send")
-    async def handle_chat_send(conn: Connection, message: ClientMessage) -> Reply | None: ...
+    @registry.message("chat.message")
+    async def handle_chat_message(conn: Connection, message: ClientMessage) -> Reply | None: ...
 
-    @registry.event("chat.message")
-    async def handle_chat_message_event(conn: Connection, event: dict) -> None:
-        await conn.send_frame(envelope("chat.message", event["content"], room=event["room"], seq=event["seq"]))
+    @registry.event("room.invited")
+    async def handle_room_invited_event(conn: Connection, event: dict) -> None:
+        await conn.send_frame(envelope("room.invited", event["content"], room=event["room"]))
 
 ``RealtimeConfig.ready`` imports every project app's ``handlers`` module, so
 adding a family is adding that one module. The consumer only looks types up
-here. A message handler answers by returning ``None`` (the consumer sends
-``ack``), a ``Reply``, or by raising ``ProtocolError``; docs/protocol.md has
-the rules.
+here; a family that broadcasts presence registers a ``presence_listener``. A
+message handler answers by returning ``None`` (the consumer sends ``ack``), a
+``Reply``, or by raising ``ProtocolError``; docs/protocol.md has the rules.
+Room traffic does not use channel-layer events: a handler subscribes the
+socket to the room's fan-out topic (``Connection.room_subscribe``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ from typing import Any, Protocol
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.principals import Principal
+from audit.services import RequestContext
 
+from .presence import PresenceChange
 from .protocol import ClientMessage, Reply
+from .subscriptions import FetchFrames, RoomSubscription
 
 
 class Connection(Protocol):
@@ -57,15 +62,46 @@ class Connection(Protocol):
     @property
     def authenticated_at(self) -> datetime | None: ...
 
+    @property
+    def connection_id(self) -> str:
+        """This socket's id in the connection registry and in presence."""
+
+    @property
+    def request_context(self) -> RequestContext:
+        """The client's address and agent, for services that audit."""
+
+    def deliver(self, text: str) -> None:
+        """Queue one frame already encoded (once, for many sockets); never blocks."""
+
+    async def room_subscribe(self, topic: str, *, fetch_missing: FetchFrames) -> RoomSubscription:
+        """Receive ``topic`` from the fan-out (``realtime.groups.room_topic``); returns once
+        frames published from now on will arrive. The subscription holds them until
+        its ``start(last_seq=..., replay=...)``; ``fetch_missing(after=, upto=)`` reads
+        stored frames for gaps and replays."""
+
+    def room_unsubscribe(self, topic: str) -> bool:
+        """Stop receiving ``topic``; False if the socket was not subscribed."""
+
+    def room_subscriptions(self) -> set[str]: ...
+
+    def after_reply(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` right after the answer to the current frame is queued
+        (a replay that must follow the ``ack``)."""
+
+    async def presence_set(self, *, away: bool) -> None:
+        """Flag this socket away (or back); a resulting change goes to the presence listeners."""
+
 
 MessageHandler = Callable[[Connection, ClientMessage], Awaitable[Reply | None]]
 EventHandler = Callable[[Connection, dict[str, Any]], Awaitable[None]]
+PresenceListener = Callable[[PresenceChange], Awaitable[None]]
 
 
 class HandlerRegistry:
     def __init__(self) -> None:
         self._messages: dict[str, MessageHandler] = {}
         self._events: dict[str, EventHandler] = {}
+        self._presence_listeners: list[PresenceListener] = []
 
     @staticmethod
     def _add(table: dict[str, Any], key: str, handler: Any) -> None:
@@ -91,6 +127,16 @@ class HandlerRegistry:
             return handler
 
         return register
+
+    def presence_listener(self, listener: PresenceListener) -> PresenceListener:
+        """Decorator: called with each change of a user's presence (online, away,
+        offline), once per change across all servers, to broadcast it."""
+        if listener not in self._presence_listeners:
+            self._presence_listeners.append(listener)
+        return listener
+
+    def presence_listeners(self) -> tuple[PresenceListener, ...]:
+        return tuple(self._presence_listeners)
 
     def message_handler(self, message_type: str) -> MessageHandler | None:
         return self._messages.get(message_type)

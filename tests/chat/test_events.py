@@ -1,4 +1,5 @@
-"""Each chat event's payload, as it arrives on the real channel layer after commit."""
+"""Each chat event's payload, as it arrives after commit: room frames on the real
+fan-out, a user's own events on the real channel layer."""
 
 from __future__ import annotations
 
@@ -120,8 +121,10 @@ def test_membership_events(alice_p, bob_p, carol_p, listener, django_capture_on_
         room_kick(actor=alice_p, room_id=room.pk, user_id=carol_p.user_id)
         room_ban(actor=alice_p, room_id=room.pk, user_id=bob_p.user_id)
 
-    invited = _one(inbox.drain())
+    invited, own_left = inbox.drain()
     assert invited["type"] == "room.invited"
+    # The leaver's own copy, which makes each of their sockets drop the room's stream.
+    assert (own_left["type"], own_left["room"]) == ("room.member_left", str(room.pk))
     assert invited["content"] == {
         "room": room.pk,
         "name": "club",

@@ -24,9 +24,11 @@ class Inbox:
     def __init__(self, maxsize: int = 100) -> None:
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
         self.resyncs: list[str] = []
+        self.seqs: list[int | None] = []
 
-    def deliver(self, text: str) -> None:
+    def deliver(self, text: str, seq: int | None = None) -> None:
         self.queue.put_nowait(text)
+        self.seqs.append(seq)
 
     def resync(self, topic: str) -> None:
         self.resyncs.append(topic)
@@ -292,7 +294,7 @@ async def test_memory_backend_counts_refusals_and_keeps_delivering_to_others():
     topic = room_topic(tenant_id=1, room_id=3)
 
     class Broken:
-        def deliver(self, text: str) -> None:
+        def deliver(self, text: str, seq: int | None = None) -> None:
             raise RuntimeError("socket gone")
 
         def resync(self, topic: str) -> None:
