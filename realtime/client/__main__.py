@@ -1,0 +1,181 @@
+"""``python -m realtime.client``: a terminal chat and a connectivity check.
+
+    python -m realtime.client ping --url http://127.0.0.1:8000 --username alice
+    python -m realtime.client chat --url http://127.0.0.1:8000 --username alice --room 3 [--resume-file alice.seq]
+
+The password comes from ``--password``, else the ``HUB_PASSWORD`` environment
+variable, else a prompt. ``chat`` prints each message as ``[seq] user: body``
+and sends every line read from stdin; with ``--resume-file`` the last seq seen
+is kept there, so a restarted client replays exactly what it missed. Status
+lines start with ``*`` and go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .hub import CLIENT_CONNECTED, CLIENT_DISCONNECTED, CLIENT_RESUMED, CLIENT_ROOM_LOST, HubClient, HubClosed, HubError
+from .tokens import AuthenticationFailed, PasswordTokenProvider
+
+# How long ``chat`` waits, after the end of its input, for its last message to come back.
+_ECHO_WAIT = 5.0
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _status(line: str) -> None:
+    sys.stderr.write(f"* {line}\n")
+    sys.stderr.flush()
+
+
+def _read_resume(path: Path | None) -> int | None:
+    if path is None or not path.exists():
+        return None
+    text = path.read_text().strip()
+    return int(text) if text.isdigit() else None
+
+
+def _write_resume(path: Path, seq: int) -> None:
+    # Write then rename: a crash mid-write must not leave a truncated number.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{seq}\n")
+    tmp.replace(path)
+
+
+def _format_message(frame: dict[str, Any]) -> str:
+    message = frame.get("content", {}).get("message", {})
+    sender = (message.get("sender") or {}).get("username", "?")
+    body = "(deleted)" if message.get("deleted") else message.get("body", "")
+    return f"[{frame.get('seq')}] {sender}: {body}"
+
+
+def _client(args: argparse.Namespace) -> HubClient:
+    password = args.password or os.environ.get("HUB_PASSWORD") or getpass.getpass(f"Password for {args.username}: ")
+    provider = PasswordTokenProvider(args.url, username=args.username, password=password)
+    return HubClient(args.url, token_provider=provider)
+
+
+async def _ping(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        hello = client.hello["content"]
+        started = time.monotonic()
+        pong = await client.ping()
+        elapsed = (time.monotonic() - started) * 1000
+        _out(
+            f"connected to {client.url} as {hello['user']['username']} ({hello['tenant']}); "
+            f"pong in {elapsed:.1f} ms, server time {pong['server_time']}"
+        )
+    return 0
+
+
+class _Printed:
+    """The seq of the last message printed (and saved to the resume file)."""
+
+    seq = 0
+
+
+async def _print_events(client: HubClient, room: str, resume_file: Path | None, printed: _Printed) -> None:
+    async for frame in client.events():
+        kind = frame.get("type")
+        if kind == "chat.message" and frame.get("room") == room:
+            _out(_format_message(frame))
+            if resume_file is not None:
+                _write_resume(resume_file, frame["seq"])
+            printed.seq = frame["seq"]
+        elif kind == CLIENT_RESUMED and not frame["content"]["recovered"]:
+            ranges = ", ".join(f"{start}-{end}" for start, end in frame["content"]["missing"])
+            _status(f"messages {ranges} are no longer stored")
+        elif kind == CLIENT_DISCONNECTED:
+            _status(f"disconnected ({frame['content']['code']}); retrying in {frame['content']['retry_in']} s")
+        elif kind == CLIENT_CONNECTED:
+            _status("connected")
+        elif kind == CLIENT_ROOM_LOST:
+            _status(f"left room {frame['room']}: {frame['content']['message']}")
+        elif kind == "error":
+            _status(f"error {frame.get('code')}: {frame.get('message')}")
+
+
+async def _send_lines(client: HubClient, room: str) -> int | None:
+    """Send each stdin line; return the seq of the last one stored."""
+    last_sent: int | None = None
+    while True:
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line:
+            return last_sent
+        body = line.rstrip("\n")
+        if not body.strip():
+            continue
+        try:
+            last_sent = (await client.send_message(room, body))["seq"]
+        except HubError as exc:
+            _status(f"not sent ({exc.code}): {exc.message}")
+        except TimeoutError:
+            _status("not sent: no answer from the server")
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    room = str(args.room)
+    resume_file = Path(args.resume_file) if args.resume_file else None
+    async with _client(args) as client:
+        joined = await client.join(room, last_seq=_read_resume(resume_file))
+        _status(f"joined room {room}; type a line and press Enter to send, Ctrl-D to quit")
+        printed = _Printed()
+        printer = asyncio.create_task(_print_events(client, room, resume_file, printed))
+        try:
+            last_sent = await _send_lines(client, room)
+            # At the end of input, stay until the replay and the last line sent
+            # have come back from the room (printed and saved), for a few seconds at most.
+            target = max(last_sent or 0, joined.get("last_seq") or 0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_ECHO_WAIT):
+                    while printed.seq < target:
+                        await asyncio.sleep(0.05)
+        finally:
+            printer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await printer
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m realtime.client", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, summary in (("ping", "connect, ping once and exit"), ("chat", "chat in one room from the terminal")):
+        command = commands.add_parser(name, help=summary)
+        command.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default: %(default)s)")
+        command.add_argument("--username", required=True)
+        command.add_argument("--password", help="default: $HUB_PASSWORD, else a prompt")
+        if name == "chat":
+            command.add_argument("--room", required=True, help="the room id")
+            command.add_argument("--resume-file", help="file keeping the last seq seen, to resume after a restart")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    run = _ping if args.command == "ping" else _chat
+    try:
+        return asyncio.run(run(args))
+    except (AuthenticationFailed, HubClosed, HubError) as exc:
+        _status(str(exc))
+        return 1
+    except TimeoutError:
+        _status(f"could not connect to {args.url}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
