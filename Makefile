@@ -20,7 +20,7 @@ TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/9)
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	DEBUG=0 SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef-0123456789abcdef \
 	ALLOWED_HOSTS=127.0.0.1,localhost,testserver SECURE_SSL_REDIRECT=0 CACHE_KEY_PREFIX=test \
-	CHANNEL_LAYER_PREFIX=test-asgi LOG_LEVEL=WARNING WS_ALLOWED_ORIGINS=http://127.0.0.1:8000,https://app.example.com
+	CHANNEL_LAYER_PREFIX=test-asgi FANOUT_CHANNEL_PREFIX=test-fanout LOG_LEVEL=WARNING WS_ALLOWED_ORIGINS=http://127.0.0.1:8000,https://app.example.com
 
 .PHONY: run test install migrate seed lint format worker beat flower clean
 

@@ -405,6 +405,27 @@ PRESENCE_TTL_SECONDS = env_int("PRESENCE_TTL_SECONDS", WS_HEARTBEAT_INTERVAL * 5
 # reload or a network switch does not flap the user's presence.
 PRESENCE_GRACE_SECONDS = env_float("PRESENCE_GRACE_SECONDS", 5.0)
 
+# --- Chat moderation (chat.moderation, docs/api.md "Moderation") -------------------
+
+# The moderators every new message passes through, in order: a reject stops the
+# pipeline and nothing is stored; a flag stores the message for review.
+CHAT_MODERATORS = env_list(
+    "CHAT_MODERATORS",
+    [
+        "chat.moderation.FloodModerator",
+        "chat.moderation.RepeatModerator",
+        "chat.moderation.BlockedWordsModerator",
+    ],
+)
+# Flooding: more than this many messages from one user in one room within the
+# window are rejected (a human typing fast stays well under 10 in 10 seconds).
+CHAT_FLOOD_MAX_MESSAGES = env_int("CHAT_FLOOD_MAX_MESSAGES", 10, minimum=1)
+CHAT_FLOOD_WINDOW_SECONDS = env_int("CHAT_FLOOD_WINDOW_SECONDS", 10, minimum=1)
+# Repetition: the same text (case and spacing ignored) more than this many
+# times from one user in one room within the window is rejected.
+CHAT_REPEAT_MAX_MESSAGES = env_int("CHAT_REPEAT_MAX_MESSAGES", 3, minimum=1)
+CHAT_REPEAT_WINDOW_SECONDS = env_int("CHAT_REPEAT_WINDOW_SECONDS", 60, minimum=1)
+
 # --- Audit ----------------------------------------------------------------------
 
 # Key of the audit chain's HMAC. Distinct from SECRET_KEY in production so that
