@@ -460,13 +460,14 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "text",
             "filters": ["request_id"],
-        }
+        },
+        "channel_layer_drops": {"class": "monitoring.metrics.ChannelLayerDropCounter"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        # channels_redis logs dropped messages at INFO; keep them visible.
-        "channels_redis": {"level": "INFO"},
+        # channels_redis logs dropped messages at INFO; keep them visible and count them.
+        "channels_redis": {"level": "INFO", "handlers": ["channel_layer_drops"]},
         "daphne": {"level": "WARNING"},
     },
 }
