@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import ClientSpec, LoadGenerator, StepResult
+from spotify_agent.processes import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -108,25 +108,6 @@ def migrate() -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited early with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listened on {port} within {timeout}s")
-
-
 @dataclass
 class RunningServer:
     server: Server
@@ -160,7 +141,7 @@ def server_running(server: Server, log_dir: Path, extra_env: dict[str, str] | No
         )
     try:
         try:
-            _wait_for_port(port, process)
+            wait_for_port(port, process)
         except RuntimeError:
             raise RuntimeError(f"{server.name} did not start:\n{log.read_text()[-4000:]}") from None
         yield RunningServer(server=server, process=process, url=f"ws://127.0.0.1:{port}/ws/", log=log)

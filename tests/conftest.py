@@ -20,6 +20,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 
+from spotify_agent.processes import free_port, stop_process, wait_for_port
 from tests.factories import TenantFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,12 +106,6 @@ def other_user(other_tenant):
 # --- Real processes ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _database_url_for_subprocess() -> str:
     db = settings.DATABASES["default"]
     if "sqlite" in db["ENGINE"]:
@@ -132,29 +127,6 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra)
     return env
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited early with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listened on {port} within {timeout}s")
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="session")
