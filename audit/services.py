@@ -1,4 +1,5 @@
-"""Writing the audit trail: ``audit_record`` is the only function that inserts rows.
+"""Writing the audit trail: ``audit_record`` and its batch form ``audit_record_many``
+are the only functions that insert rows.
 
 It runs inside the caller's transaction when there is one (the event commits or
 rolls back with the action it describes) and otherwise in its own. Appends to
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +90,19 @@ def _normalise_ip(ip: str | None) -> str | None:
     return clean_ipv6_address(ip) if ":" in ip else ip
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event to append, as ``audit_record_many`` takes them."""
+
+    action: str
+    actor: Actor
+    tenant_id: int | None
+    target_type: str = ""
+    target_id: str | int = ""
+    context: RequestContext = NO_CONTEXT
+    details: dict[str, Any] | None = None
+
+
 def audit_record(
     *,
     action: str,
@@ -104,46 +119,77 @@ def audit_record(
     one event. Takes a row lock on the chain head until the caller's
     transaction ends, so keep that transaction short.
     """
-    if action not in AuditAction.values:
-        raise ValueError(f"Unknown audit action {action!r}; add it to audit.constants.AuditAction.")
-    # Round-trip through JSON so the digest is computed over exactly what the
-    # database will return (tuples become lists, keys become strings).
-    clean_details = json.loads(chain.canonical(details or {}))
-    ip = _normalise_ip(context.ip)
-    user_agent = (context.user_agent or "")[:_MAX_USER_AGENT]
-    chain_key = tenant_id or 0
+    entry = AuditEntry(action, actor, tenant_id, target_type, target_id, context, details)
+    return audit_record_many([entry])[0]
+
+
+def audit_record_many(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
+    """Append several events, in order, locking each chain they touch once.
+
+    For callers that produce many events a second (the hub's connect and
+    disconnect records): one transaction and one insert per chain instead of a
+    lock, an insert and a head update per event. Chains are locked in
+    ``chain_key`` order, so two batches never wait on each other in a cycle.
+    Refuses the whole batch if one action is unknown. Returns the events in the
+    order given.
+    """
+    for entry in entries:
+        if entry.action not in AuditAction.values:
+            raise ValueError(f"Unknown audit action {entry.action!r}; add it to audit.constants.AuditAction.")
+    by_chain: dict[int, list[int]] = {}
+    for index, entry in enumerate(entries):
+        by_chain.setdefault(entry.tenant_id or 0, []).append(index)
+    events: list[AuditEvent | None] = [None] * len(entries)
 
     with transaction.atomic():
-        AuditChainHead.objects.get_or_create(chain_key=chain_key, defaults={"seq": 0, "hash": GENESIS_HASH})
-        head = AuditChainHead.objects.select_for_update().get(chain_key=chain_key)
-        created_at = timezone.now()
-        seq = head.seq + 1
-        digest = chain.personal_digest(
-            actor_id=actor.id, actor_label=actor.label, ip=ip, user_agent=user_agent, details=clean_details
-        )
-        event = AuditEvent(
-            tenant_id=tenant_id,
-            seq=seq,
-            created_at=created_at,
-            actor_type=actor.type,
-            actor_id=actor.id,
-            actor_label=actor.label,
-            action=action,
-            target_type=target_type,
-            target_id=str(target_id),
-            ip=ip,
-            user_agent=user_agent,
-            details=clean_details,
-            personal_digest=digest,
-            prev_hash=head.hash,
-        )
-        event.hash = chain.event_link_hash(event)
-        event.save(force_insert=True)
-        head.seq, head.hash = seq, event.hash
-        head.save(update_fields=["seq", "hash", "updated_at"])
-        transaction.on_commit(
-            lambda: anchor_logger.info("audit chain head", extra={"chain": chain_key, "seq": seq, "hash": event.hash})
-        )
+        for chain_key in sorted(by_chain):
+            AuditChainHead.objects.get_or_create(chain_key=chain_key, defaults={"seq": 0, "hash": GENESIS_HASH})
+            head = AuditChainHead.objects.select_for_update().get(chain_key=chain_key)
+            created_at = timezone.now()
+            chain_events = []
+            for index in by_chain[chain_key]:
+                event = _chain_event(entries[index], seq=head.seq + 1, prev_hash=head.hash, created_at=created_at)
+                head.seq, head.hash = event.seq, event.hash
+                chain_events.append(event)
+                events[index] = event
+            AuditEvent.objects.bulk_create(chain_events)
+            head.save(update_fields=["seq", "hash", "updated_at"])
+            seq, link = head.seq, head.hash
+            transaction.on_commit(
+                lambda key=chain_key, seq=seq, link=link: anchor_logger.info(
+                    "audit chain head", extra={"chain": key, "seq": seq, "hash": link}
+                )
+            )
+    return events
+
+
+def _chain_event(entry: AuditEntry, *, seq: int, prev_hash: str, created_at) -> AuditEvent:
+    """The event for ``entry`` as link ``seq`` after ``prev_hash``, hashed, not yet saved."""
+    # Round-trip through JSON so the digest is computed over exactly what the
+    # database will return (tuples become lists, keys become strings).
+    details = json.loads(chain.canonical(entry.details or {}))
+    ip = _normalise_ip(entry.context.ip)
+    user_agent = (entry.context.user_agent or "")[:_MAX_USER_AGENT]
+    actor = entry.actor
+    event = AuditEvent(
+        tenant_id=entry.tenant_id,
+        seq=seq,
+        created_at=created_at,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_label=actor.label,
+        action=entry.action,
+        target_type=entry.target_type,
+        target_id=str(entry.target_id),
+        ip=ip,
+        user_agent=user_agent,
+        details=details,
+        personal_digest=chain.personal_digest(
+            actor_id=actor.id, actor_label=actor.label, ip=ip, user_agent=user_agent, details=details
+        ),
+        prev_hash=prev_hash,
+    )
+    event.hash = chain.event_link_hash(event)
     return event
 
 

@@ -33,3 +33,9 @@ class ChannelLayerDropCounter(logging.Handler):
                 CHANNEL_LAYER_DROPPED.inc(int(record.args[0]))
             except (TypeError, ValueError):
                 self.handleError(record)
+
+
+REALTIME_AUDIT_DROPPED = Counter(
+    "realtime_audit_events_dropped_total",
+    "Socket lifecycle audit events dropped because the database stayed unreachable past the buffer limit.",
+)

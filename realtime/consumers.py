@@ -2,21 +2,24 @@
 
 It owns the socket's lifecycle: accept-then-close refusals decided by
 ``realtime.middleware``, the first-frame authentication window, the deadlines
-that end a socket (access-token expiry, missed heartbeats, the periodic auth
-re-check; armed on the process-wide ``realtime.timers`` scheduler, not a task
-per socket), the user's slot in the connection registry
+that end a socket (access-token expiry, missed heartbeats;
+armed on the process-wide ``realtime.timers`` scheduler, not a task per
+socket; the periodic auth re-check runs for all sockets at once in
+``realtime.recheck``), the user's slot in the connection registry
 (``realtime.connections``), the rate limits of client frames
 (``realtime.limits``), the bounded outbound queue, its channel-layer groups
 (the user's, the tenant's and everyone's; re-joined after a Redis restart,
 which channels_redis would otherwise turn into a 1011 close), the audit of
-connect/disconnect, the socket's room subscriptions on the fan-out
-(``realtime.subscriptions``: created by handlers, all dropped on disconnect) and
-its presence (``realtime.presence``: registered at authentication, refreshed
-with the heartbeat timer, removed with a grace period on disconnect; changes
+connect/disconnect (buffered, written in batches by ``realtime.auditing``), the
+socket's room subscriptions on the fan-out (``realtime.subscriptions``:
+created by handlers, all dropped on disconnect) and its presence
+(``realtime.presence``: registered at authentication, refreshed with the
+heartbeat timer, removed with a grace period on disconnect; changes
 are handed to the listeners registered with ``registry.presence_listener``).
 What a frame *means* is decided by the handler registered for its type
 (``realtime.registry``); what a channel-layer event does, likewise. Database
-work goes through services and selectors wrapped in ``database_sync_to_async``.
+work goes through services and selectors wrapped in ``database_sync_to_async``
+(in the handlers, ``realtime.recheck`` and ``realtime.auditing``).
 docs/protocol.md is the client-facing description.
 """
 
@@ -31,7 +34,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -41,6 +43,7 @@ from accounts.principals import Principal
 from accounts.services.tokens import AuthenticationError
 from audit.services import RequestContext
 
+from .auditing import lifecycle_audit
 from .connections import connection_slot_acquire, connection_slot_refresh, connection_slot_release
 from .fanout import get_fanout
 from .groups import everyone_group, tenant_group, user_group
@@ -66,19 +69,14 @@ from .protocol import (
     parse_client_frame,
     timestamp,
 )
+from .recheck import hub_rechecker
 from .registry import registry
-from .selectors import ws_principal_recheck
-from .services import ws_connection_close, ws_connection_open, ws_connection_reject
+from .services import ws_connection_closed, ws_connection_opened, ws_connection_rejected
 from .subscriptions import FetchFrames, RoomSubscription
 from .timers import Deadlines
 
 logger = logging.getLogger(__name__)
 
-# Each re-check is due after a random fraction of WS_AUTH_RECHECK_INTERVAL
-# between these bounds: sockets opened in the same second (a reconnect storm
-# after a deploy) drift apart instead of re-checking together, and no socket
-# goes longer than the interval unchecked.
-_RECHECK_SPREAD = (0.5, 1.0)
 # The registry entry is refreshed three times per WS_CONNECTION_TTL (so two
 # refreshes may fail before it expires), spread the same way.
 _REFRESH_SPREAD = (0.25, 1 / 3)
@@ -248,6 +246,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         if self._closing:
             return
         self._closing = True
+        hub_rechecker().unwatch(self)
         # A plain int: autobahn refuses int subclasses such as IntEnum members.
         self._close_code = int(code if code is not None else CloseCode.NORMAL)
         self._close_reason = reason or ""
@@ -262,9 +261,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         if self._closing:
             return
         if self._principal is None:
-            await database_sync_to_async(ws_connection_reject)(
-                reason=reason, method=self._method, context=self._context
-            )
+            lifecycle_audit().record(ws_connection_rejected(reason=reason, method=self._method, context=self._context))
         await self.close(CloseCode.UNAUTHENTICATED, reason)
 
     async def authenticate(self, *, principal: Principal, method: str) -> None:
@@ -279,8 +276,8 @@ class HubConsumer(AsyncWebsocketConsumer):
             return
 
         if not await self._acquire_slot(principal):
-            await database_sync_to_async(ws_connection_reject)(
-                reason="too_many_connections", method=method, context=self._context
+            lifecycle_audit().record(
+                ws_connection_rejected(reason="too_many_connections", method=method, context=self._context)
             )
             await self.close(CloseCode.TOO_MANY_CONNECTIONS, "too_many_connections")
             return
@@ -294,13 +291,13 @@ class HubConsumer(AsyncWebsocketConsumer):
         self._limiter = FrameLimiter(tenant_id=principal.tenant_id, user_id=principal.user_id)
         self._deadlines.cancel("auth")
         self._arm_expiry()
-        self._arm("recheck", self._recheck, settings.WS_AUTH_RECHECK_INTERVAL, _RECHECK_SPREAD)
+        hub_rechecker().watch(self)
         self._arm("registry", self._refresh_slot, settings.WS_CONNECTION_TTL, _REFRESH_SPREAD)
         await self.group_join(user_group(tenant_id=principal.tenant_id, user_id=principal.user_id))
         await self.group_join(tenant_group(tenant_id=principal.tenant_id))
         await self.group_join(everyone_group())
         await self._presence_connect()
-        await database_sync_to_async(ws_connection_open)(principal=principal, method=method, context=self._context)
+        lifecycle_audit().record(ws_connection_opened(principal=principal, method=method, context=self._context))
         await self.send_frame(
             envelope(
                 "hello",
@@ -326,8 +323,8 @@ class HubConsumer(AsyncWebsocketConsumer):
         handshake: HandshakeAuth = self.scope.get("ws_auth") or HandshakeAuth.refused("header", "token_missing")
         self._method = handshake.method
         if handshake.close_code is not None:
-            await database_sync_to_async(ws_connection_reject)(
-                reason=handshake.reason, method=handshake.method, context=self._context
+            lifecycle_audit().record(
+                ws_connection_rejected(reason=handshake.reason, method=handshake.method, context=self._context)
             )
             await self.close(handshake.close_code, handshake.reason)
             return
@@ -339,6 +336,7 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self._closing = True
+        hub_rechecker().unwatch(self)
         if self._deadlines is not None:
             self._deadlines.cancel_all()
         await self._stop_writer(flush=False)
@@ -349,12 +347,14 @@ class HubConsumer(AsyncWebsocketConsumer):
         if self._principal is not None:
             await self._presence_disconnect()
             await self._release_slot(self._principal)
-            await database_sync_to_async(ws_connection_close)(
-                principal=self._principal,
-                code=self._close_code if self._close_code is not None else code,
-                reason=self._close_reason or ("server" if self._close_code is not None else "client"),
-                duration_seconds=self._now() - self._opened_at,
-                context=self._context,
+            lifecycle_audit().record(
+                ws_connection_closed(
+                    principal=self._principal,
+                    code=self._close_code if self._close_code is not None else code,
+                    reason=self._close_reason or ("server" if self._close_code is not None else "client"),
+                    duration_seconds=self._now() - self._opened_at,
+                    context=self._context,
+                )
             )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -542,23 +542,15 @@ class HubConsumer(AsyncWebsocketConsumer):
         # A refresh moved the expiry (or the clocks disagree): wait again.
         self._arm_expiry()
 
-    async def _recheck(self) -> None:
-        principal = self._principal
-        try:
-            current = await database_sync_to_async(ws_principal_recheck)(principal=principal)
-        except AuthenticationError as exc:
-            await self.close_unauthenticated(exc.code)
+    async def principal_rechecked(self, checked: Principal, verdict: Principal | AuthenticationError) -> None:
+        """The periodic re-check's verdict on ``checked`` (``realtime.recheck``)."""
+        if self._closing:
             return
-        except Exception:
-            # Fail open for one interval on infrastructure errors (database
-            # down): the access token's expiry still bounds the session.
-            logger.exception("WebSocket auth re-check failed")
-        else:
+        if isinstance(verdict, AuthenticationError):
+            await self.close_unauthenticated(verdict.code)
+        elif self._principal is checked:
             # A refresh that landed while the check ran carries a newer expiry: keep it.
-            if self._principal is principal:
-                self._principal = current
-        if not self._closing:
-            self._arm("recheck", self._recheck, settings.WS_AUTH_RECHECK_INTERVAL, _RECHECK_SPREAD)
+            self._principal = verdict
 
     # --- Internals: presence ------------------------------------------------------------------
 

@@ -363,6 +363,9 @@ WS_AUTH_TIMEOUT = env_float("WS_AUTH_TIMEOUT", 5.0)
 WS_TICKET_TTL = env_int("WS_TICKET_TTL", 30, minimum=1)
 # How often an open socket re-checks that its user is still active and unbanned.
 WS_AUTH_RECHECK_INTERVAL = env_float("WS_AUTH_RECHECK_INTERVAL", 5.0)
+# Seconds a socket's connect/disconnect audit events wait to be written with
+# the others of the process, in one transaction (realtime.auditing).
+WS_AUDIT_FLUSH_INTERVAL = env_float("WS_AUDIT_FLUSH_INTERVAL", 0.25)
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 65536, minimum=1024)
 WS_ALLOWED_ORIGINS = env_list(
     "WS_ALLOWED_ORIGINS",

@@ -125,8 +125,30 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         env.pop("DATABASE_URL", None)
         env["SQLITE_PATH"] = str(settings.DATABASES["default"]["NAME"])
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Servers write socket audit events within 20 ms, so a test sees them at once.
+    env.setdefault("WS_AUDIT_FLUSH_INTERVAL", "0.02")
     env.update(extra)
     return env
+
+
+def wait_for_sockets_recorded(timeout: float = 5.0) -> None:
+    """Wait until the live servers have recorded the end of every socket.
+
+    daphne writes ``ws.disconnected`` (and ``ws.rejected``) after the client
+    has gone, batched every WS_AUDIT_FLUSH_INTERVAL (20 ms in tests). A test
+    that ends sooner would race that insert with its database flush (and
+    deadlock with it on PostgreSQL), or the row would land in the next test."""
+    from audit.constants import AuditAction
+    from audit.models import AuditEvent
+
+    time.sleep(0.1)  # the batch of sockets that closed just now
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        opened = AuditEvent.objects.filter(action=AuditAction.WS_CONNECTED).count()
+        if AuditEvent.objects.filter(action=AuditAction.WS_DISCONNECTED).count() >= opened:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"daphne did not record the end of every socket within {timeout} s")
 
 
 @pytest.fixture(scope="session")

@@ -8,19 +8,17 @@ import asyncio
 import contextlib
 import itertools
 import json
-import time
 from contextlib import asynccontextmanager
 
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
 
-from audit.constants import AuditAction
-from audit.models import AuditEvent
 from chat.constants import RoomKind
 from chat.models import Message, RoomMember
 from chat.services.messages import message_send
 from chat.services.rooms import room_create, room_invite, room_join, room_kick
+from tests.conftest import wait_for_sockets_recorded
 from tests.factories import UserFactory
 from tests.realtime.conftest import access_token, bearer, connected, open_ws, ws_url
 
@@ -101,17 +99,6 @@ async def joined(client: Client, room, **content) -> dict:
 
 def message_seqs(frames: list[dict]) -> list[int]:
     return [frame["seq"] for frame in frames]
-
-
-def wait_for_sockets_recorded(timeout: float = 5.0) -> None:
-    """daphne records each socket's end after the client left: wait until it has."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        opened = AuditEvent.objects.filter(action=AuditAction.WS_CONNECTED).count()
-        if AuditEvent.objects.filter(action=AuditAction.WS_DISCONNECTED).count() >= opened:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"daphne did not record the end of every socket within {timeout} s")
 
 
 @pytest.fixture(autouse=True)

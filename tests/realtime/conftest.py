@@ -11,7 +11,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -20,9 +19,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from accounts.services.tokens import TenantRefreshToken
-from audit.constants import AuditAction
 from audit.models import AuditEvent
-from tests.conftest import ROOT, free_port, stop_process, subprocess_env, wait_for_port
+from tests.conftest import ROOT, free_port, stop_process, subprocess_env, wait_for_port, wait_for_sockets_recorded
 
 # One of the origins the Makefile's TEST_ENV allows.
 ALLOWED_ORIGIN = "https://app.example.com"
@@ -100,23 +98,13 @@ async def wait_for_audit(timeout: float = 3.0, **filters) -> list[AuditEvent]:
 
 @pytest.fixture(autouse=True)
 def _sockets_settled(request):
-    """After a live test, wait until daphne has recorded every socket's end.
-
-    daphne writes ``ws.disconnected`` after the client has gone; the database
-    flush that ends a transactional test would otherwise race that insert
-    (and deadlock with it on PostgreSQL)."""
+    """After a live test, wait until daphne has recorded every socket's end."""
     if request.node.get_closest_marker("live") is None:
         yield
         return
     request.getfixturevalue("transactional_db")
     yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        opened = AuditEvent.objects.filter(action=AuditAction.WS_CONNECTED).count()
-        if AuditEvent.objects.filter(action=AuditAction.WS_DISCONNECTED).count() >= opened:
-            return
-        time.sleep(0.05)
-    pytest.fail("daphne did not record the end of every socket within 5 s")
+    wait_for_sockets_recorded()
 
 
 @pytest.fixture(scope="package")
