@@ -3,7 +3,8 @@
 A user's open sockets, across every daphne process, are the members of one
 Redis sorted set (``<prefix>:ws:conn:t<tenant>:u<user>``) scored by the
 moment each entry expires. An entry lives ``WS_CONNECTION_TTL`` seconds
-unless its socket refreshes it (the consumer does so every third of the TTL),
+unless its socket refreshes it (``realtime.upkeep`` refreshes every socket of a
+process every third of the TTL, in one pipeline),
 so the slots of a crashed process free themselves; a clean disconnect releases
 its slot at once. Acquiring is one Lua script: purge expired entries, count,
 add if below the cap. Time comes from the Redis server, one clock for all
@@ -19,10 +20,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
 
-from .limits import redis_client, redis_key, redis_script
+from .limits import redis_client, redis_key, redis_script, redis_script_many
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +109,34 @@ async def connection_slot_acquire(
 # A refresh is an acquire of a slot already held: if the entry expired meanwhile
 # (the process stalled past the TTL), it is taken again only if there is room.
 connection_slot_refresh = connection_slot_acquire
+
+
+@dataclass(frozen=True)
+class Slot:
+    tenant_id: int | None
+    user_id: int | None
+    connection_id: str
+
+
+async def connection_slots_refresh(*, slots: Sequence[Slot], limit: int | None = None) -> list[bool]:
+    """Refresh many slots in one Redis round trip (a process's periodic pass over
+    its sockets); for each, whether it still holds a slot (see ``connection_slot_refresh``)."""
+    limit = settings.MAX_WS_CONNECTIONS_PER_USER if limit is None else limit
+    ttl = settings.WS_CONNECTION_TTL
+    if not settings.REDIS_URL:
+        return [
+            memory_registry.acquire(
+                user=(slot.tenant_id, slot.user_id), connection_id=slot.connection_id, limit=limit, ttl=ttl
+            )
+            for slot in slots
+        ]
+    ttl_ms = int(ttl * 1000)
+    calls = [
+        ([registry_key(tenant_id=slot.tenant_id, user_id=slot.user_id)], [slot.connection_id, limit, ttl_ms])
+        for slot in slots
+    ]
+    results = await redis_script_many(_ACQUIRE_LUA, calls)
+    return [bool(int(held)) for held in results]
 
 
 async def connection_slot_release(*, tenant_id: int | None, user_id: int | None, connection_id: str) -> None:

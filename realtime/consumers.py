@@ -4,8 +4,9 @@ It owns the socket's lifecycle: accept-then-close refusals decided by
 ``realtime.middleware``, the first-frame authentication window, the deadlines
 that end a socket (access-token expiry, missed heartbeats;
 armed on the process-wide ``realtime.timers`` scheduler, not a task per
-socket; the periodic auth re-check runs for all sockets at once in
-``realtime.recheck``), the user's slot in the connection registry
+socket; the periodic auth re-check and the refresh of the socket's
+registry slot and presence run for all sockets of the process at once in
+``realtime.upkeep``), the user's slot in the connection registry
 (``realtime.connections``), the rate limits of client frames
 (``realtime.limits``), the bounded outbound queue, its channel-layer groups
 (the user's, the tenant's and everyone's; re-joined after a Redis restart,
@@ -13,13 +14,13 @@ which channels_redis would otherwise turn into a 1011 close), the audit of
 connect/disconnect (buffered, written in batches by ``realtime.auditing``), the
 socket's room subscriptions on the fan-out (``realtime.subscriptions``:
 created by handlers, all dropped on disconnect) and its presence
-(``realtime.presence``: registered at authentication, refreshed with the
-heartbeat timer, removed with a grace period on disconnect; changes
+(``realtime.presence``: registered at authentication, refreshed by the
+upkeep, removed with a grace period on disconnect; changes
 are handed to the listeners registered with ``registry.presence_listener``).
 What a frame *means* is decided by the handler registered for its type
 (``realtime.registry``); what a channel-layer event does, likewise. Database
 work goes through services and selectors wrapped in ``database_sync_to_async``
-(in the handlers, ``realtime.recheck`` and ``realtime.auditing``).
+(in the handlers, ``realtime.upkeep`` and ``realtime.auditing``).
 docs/protocol.md is the client-facing description.
 """
 
@@ -44,16 +45,14 @@ from accounts.services.tokens import AuthenticationError
 from audit.services import RequestContext
 
 from .auditing import lifecycle_audit
-from .connections import connection_slot_acquire, connection_slot_refresh, connection_slot_release
+from .connections import connection_slot_acquire, connection_slot_release
 from .fanout import get_fanout
 from .groups import everyone_group, tenant_group, user_group
 from .limits import DEFAULT_FAMILY, FrameLimiter, family_of
 from .middleware import HandshakeAuth
 from .presence import (
-    PresenceChange,
     presence_connect,
     presence_disconnect,
-    presence_heartbeat,
     presence_set_away,
 )
 from .protocol import (
@@ -69,20 +68,14 @@ from .protocol import (
     parse_client_frame,
     timestamp,
 )
-from .recheck import hub_rechecker
 from .registry import registry
 from .services import ws_connection_closed, ws_connection_opened, ws_connection_rejected
 from .subscriptions import FetchFrames, RoomSubscription
 from .timers import Deadlines
+from .upkeep import hub_upkeep
 
 logger = logging.getLogger(__name__)
 
-# The registry entry is refreshed three times per WS_CONNECTION_TTL (so two
-# refreshes may fail before it expires), spread the same way.
-_REFRESH_SPREAD = (0.25, 1 / 3)
-# Presence is refreshed once per heartbeat interval (its TTL is 2.5 of them, so
-# one late refresh is tolerated), spread so sockets do not refresh together.
-_PRESENCE_SPREAD = (0.8, 1.0)
 # How long joining a room waits for Redis to confirm the topic's subscription.
 _SUBSCRIBE_TIMEOUT = 5.0
 # Retries of a failed channel-layer receive: quick first (a restarted Redis is
@@ -171,6 +164,14 @@ class HubConsumer(AsyncWebsocketConsumer):
     def request_context(self) -> RequestContext:
         return self._context
 
+    @property
+    def holds_slot(self) -> bool:
+        return self._slot_held
+
+    @property
+    def present(self) -> bool:
+        return self._present
+
     def deliver(self, text: str) -> None:
         """Queue one encoded frame for the client; never blocks.
 
@@ -240,13 +241,13 @@ class HubConsumer(AsyncWebsocketConsumer):
             connection_id=self._connection_id,
             away=away,
         )
-        await _presence_changed(change)
+        await registry.presence_changed(change)
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
         if self._closing:
             return
         self._closing = True
-        hub_rechecker().unwatch(self)
+        hub_upkeep().unwatch(self)
         # A plain int: autobahn refuses int subclasses such as IntEnum members.
         self._close_code = int(code if code is not None else CloseCode.NORMAL)
         self._close_reason = reason or ""
@@ -291,8 +292,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         self._limiter = FrameLimiter(tenant_id=principal.tenant_id, user_id=principal.user_id)
         self._deadlines.cancel("auth")
         self._arm_expiry()
-        hub_rechecker().watch(self)
-        self._arm("registry", self._refresh_slot, settings.WS_CONNECTION_TTL, _REFRESH_SPREAD)
+        hub_upkeep().watch(self)
         await self.group_join(user_group(tenant_id=principal.tenant_id, user_id=principal.user_id))
         await self.group_join(tenant_group(tenant_id=principal.tenant_id))
         await self.group_join(everyone_group())
@@ -336,7 +336,7 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self._closing = True
-        hub_rechecker().unwatch(self)
+        hub_upkeep().unwatch(self)
         if self._deadlines is not None:
             self._deadlines.cancel_all()
         await self._stop_writer(flush=False)
@@ -506,11 +506,6 @@ class HubConsumer(AsyncWebsocketConsumer):
 
         return run
 
-    def _arm(
-        self, name: str, callback: Callable[[], Awaitable[None]], interval: float, spread: tuple[float, float]
-    ) -> None:
-        self._deadlines.arm(name, interval * random.uniform(*spread), self._guarded(callback))  # noqa: S311
-
     def _heartbeat_limit(self) -> float:
         return 2 * settings.WS_HEARTBEAT_INTERVAL
 
@@ -557,7 +552,6 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def _presence_connect(self) -> None:
         principal = self._principal
         self._present = True
-        self._arm("presence", self._presence_refresh, settings.WS_HEARTBEAT_INTERVAL, _PRESENCE_SPREAD)
         try:
             change = await presence_connect(
                 tenant_id=principal.tenant_id, user_id=principal.user_id, connection_id=self._connection_id
@@ -567,20 +561,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             # The next refresh registers the connection again.
             logger.exception("presence unavailable")
             return
-        await _presence_changed(change)
-
-    async def _presence_refresh(self) -> None:
-        principal = self._principal
-        try:
-            change = await presence_heartbeat(
-                tenant_id=principal.tenant_id, user_id=principal.user_id, connection_id=self._connection_id
-            )
-        except Exception:
-            logger.exception("presence refresh failed")
-        else:
-            await _presence_changed(change)
-        if not self._closing:
-            self._arm("presence", self._presence_refresh, settings.WS_HEARTBEAT_INTERVAL, _PRESENCE_SPREAD)
+        await registry.presence_changed(change)
 
     async def _presence_disconnect(self) -> None:
         if not self._present:
@@ -594,7 +575,7 @@ class HubConsumer(AsyncWebsocketConsumer):
                 tenant_id=principal.tenant_id,
                 user_id=principal.user_id,
                 connection_id=self._connection_id,
-                on_change=_presence_changed,
+                on_change=registry.presence_changed,
             )
         except Exception:
             # The connection lapses by itself after PRESENCE_TTL_SECONDS.
@@ -614,21 +595,11 @@ class HubConsumer(AsyncWebsocketConsumer):
             return True
         return self._slot_held
 
-    async def _refresh_slot(self) -> None:
-        principal = self._principal
-        try:
-            held = await connection_slot_refresh(
-                tenant_id=principal.tenant_id, user_id=principal.user_id, connection_id=self._connection_id
-            )
-        except Exception:
-            logger.exception("connection registry refresh failed")
-            held = True
-        if not held:
-            # The entry expired (the process stalled past the TTL) and others took the room.
-            await self.close(CloseCode.TOO_MANY_CONNECTIONS, "too_many_connections")
-            return
-        self._slot_held = True
-        self._arm("registry", self._refresh_slot, settings.WS_CONNECTION_TTL, _REFRESH_SPREAD)
+    async def slot_lost(self) -> None:
+        """The upkeep found this socket's registry entry expired (the process
+        stalled past the TTL) and the user's other sockets took the room."""
+        self._slot_held = False
+        await self.close(CloseCode.TOO_MANY_CONNECTIONS, "too_many_connections")
 
     async def _release_slot(self, principal: Principal) -> None:
         if not self._slot_held:
@@ -641,14 +612,3 @@ class HubConsumer(AsyncWebsocketConsumer):
         except Exception:
             # The entry expires by itself within WS_CONNECTION_TTL.
             logger.exception("connection registry release failed")
-
-
-async def _presence_changed(change: PresenceChange | None) -> None:
-    """Hand a presence change to every registered listener (the families that broadcast it)."""
-    if change is None:
-        return
-    for listener in registry.presence_listeners():
-        try:
-            await listener(change)
-        except Exception:
-            logger.exception("presence listener failed")

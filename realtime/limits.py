@@ -26,6 +26,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -36,7 +37,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_FAMILY = "default"
 
-Limits = dict[str, tuple[float, int]]
+# family -> (tokens per second, burst); in the per-user limits, None means the
+# family has no shared bucket (only the per-socket one applies).
+Limits = dict[str, tuple[float, int] | None]
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,21 @@ async def redis_script(lua: str, *, keys: list[str], args: list) -> object:
     if script is None:
         script = _scripts[lua] = client.register_script(lua)
     return await script(keys=keys, args=args, client=client)
+
+
+async def redis_script_many(lua: str, calls: Sequence[tuple[list[str], list]]) -> list:
+    """Run a Lua script once per (keys, args) in ``calls``, in one pipeline (one round
+    trip, not a transaction); the results in order."""
+    if not calls:
+        return []
+    client = redis_client()
+    script = _scripts.get(lua)
+    if script is None:
+        script = _scripts[lua] = client.register_script(lua)
+    async with client.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            await script(keys=keys, args=args, client=pipe)
+        return await pipe.execute()
 
 
 def redis_key(*parts: str) -> str:
@@ -262,6 +280,8 @@ class FrameLimiter:
         return bucket.take()
 
     async def _take_user(self, family: str) -> RateDecision:
+        if family in self._user_limits and self._user_limits[family] is None:
+            return RateDecision(True)
         name, rate, burst = limit_for(self._user_limits, family)
         try:
             return await rate_limit_take(key=f"{self._user_key}:{name}", rate=rate, burst=burst)

@@ -2,7 +2,8 @@
 
 Each open socket is a connection id in a Redis sorted set per user, scored by
 its expiry (Redis's own clock, so servers' clocks never matter). Heartbeats push
-the expiry forward; a server that dies simply stops doing so, and its users'
+the expiry forward (``realtime.upkeep`` sends them for every socket of a process
+in one pipeline per pass); a server that dies simply stops doing so, and its users'
 connections lapse after ``PRESENCE_TTL_SECONDS`` without anyone calling
 disconnect. A user is ``online`` with any live connection not flagged away,
 ``away`` when every live connection is, ``offline`` with none; several devices
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -121,6 +122,17 @@ class RedisPresence:
         )
         return state, bool(changed)
 
+    async def apply_many(self, op: str, connections: Sequence[tuple[int, int, str]]) -> list[tuple[str, bool]]:
+        """``apply`` for each (tenant_id, user_id, connection_id), in one round trip."""
+        if not connections:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for tenant_id, user_id, connection_id in connections:
+                args = [op, connection_id, self._ttl_ms, self._key_ttl]
+                await self._script(keys=self._keys(tenant_id, user_id), args=args, client=pipe)
+            results = await pipe.execute()
+        return [(state, bool(changed)) for state, changed in results]
+
     async def get(self, *, tenant_id: int, user_ids: Iterable[int]) -> dict[int, str]:
         user_ids = list(user_ids)
         # One round trip for the whole list.
@@ -179,6 +191,12 @@ class MemoryPresence:
         user.reported = state
         return state, True
 
+    async def apply_many(self, op: str, connections: Sequence[tuple[int, int, str]]) -> list[tuple[str, bool]]:
+        return [
+            await self.apply(op, tenant_id=tenant_id, user_id=user_id, connection_id=connection_id)
+            for tenant_id, user_id, connection_id in connections
+        ]
+
     async def get(self, *, tenant_id: int, user_ids: Iterable[int]) -> dict[int, str]:
         return {
             user_id: self._state(self._users[(tenant_id, user_id)])
@@ -233,6 +251,16 @@ async def presence_heartbeat(*, tenant_id: int, user_id: int, connection_id: str
         "heartbeat", tenant_id=tenant_id, user_id=user_id, connection_id=connection_id
     )
     return _change(state, changed, tenant_id=tenant_id, user_id=user_id)
+
+
+async def presence_heartbeats(*, connections: Sequence[tuple[int, int, str]]) -> list[PresenceChange | None]:
+    """``presence_heartbeat`` for many (tenant_id, user_id, connection_id) at once:
+    one Redis round trip for a process's periodic pass over its sockets."""
+    results = await get_presence().apply_many("heartbeat", connections)
+    return [
+        _change(state, changed, tenant_id=tenant_id, user_id=user_id)
+        for (tenant_id, user_id, _connection_id), (state, changed) in zip(connections, results, strict=True)
+    ]
 
 
 async def presence_set_away(*, tenant_id: int, user_id: int, connection_id: str, away: bool) -> PresenceChange | None:

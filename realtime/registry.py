@@ -23,6 +23,7 @@ socket to the room's fan-out topic (``Connection.room_subscribe``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -35,6 +36,8 @@ from audit.services import RequestContext
 from .presence import PresenceChange
 from .protocol import ClientMessage, Reply
 from .subscriptions import FetchFrames, RoomSubscription
+
+logger = logging.getLogger(__name__)
 
 
 class Connection(Protocol):
@@ -137,6 +140,16 @@ class HandlerRegistry:
 
     def presence_listeners(self) -> tuple[PresenceListener, ...]:
         return tuple(self._presence_listeners)
+
+    async def presence_changed(self, change: PresenceChange | None) -> None:
+        """Hand a change (if any) to every presence listener; one failing does not stop the others."""
+        if change is None:
+            return
+        for listener in self._presence_listeners:
+            try:
+                await listener(change)
+            except Exception:
+                logger.exception("presence listener failed")
 
     def message_handler(self, message_type: str) -> MessageHandler | None:
         return self._messages.get(message_type)

@@ -387,7 +387,10 @@ WS_RATE_LIMITS = {
 WS_USER_RATE_LIMITS = {
     "default": (env_float("WS_USER_RATE_LIMIT_RATE", 30.0), env_int("WS_USER_RATE_LIMIT_BURST", 90, minimum=1)),
     "auth": (0.5, 10),
-    "ping": (10.0, 50),
+    # None: no shared bucket. A user's pings are bounded by the per-socket
+    # bucket times MAX_WS_CONNECTIONS_PER_USER; a Redis round trip per
+    # heartbeat of every socket would buy nothing.
+    "ping": None,
 }
 # This many refused frames in a row within the window close the socket (4430).
 WS_RATE_LIMIT_CLOSE_AFTER = env_int("WS_RATE_LIMIT_CLOSE_AFTER", 50, minimum=2)

@@ -118,6 +118,22 @@ async def test_limiter_applies_the_socket_bucket_then_the_user_bucket(backend):
     assert (await first.admit("anything")).allowed
 
 
+async def test_a_family_without_a_user_bucket_is_bounded_per_socket_only(backend, monkeypatch):
+    limits = {"default": (100.0, 100), "ping": (1.0, 2)}
+    user_limits = {"default": (100.0, 1), "ping": None}
+    sockets = [
+        FrameLimiter(tenant_id=1, user_id=9, limits=limits, user_limits=user_limits, close_after=10) for _ in range(3)
+    ]
+
+    async def no_round_trip(**kwargs):
+        raise AssertionError(f"the shared bucket was consulted: {kwargs}")
+
+    monkeypatch.setattr("realtime.limits.rate_limit_take", no_round_trip)
+    # Each socket gets its own burst of two; no shared bucket caps them together.
+    for limiter in sockets:
+        assert [(await limiter.admit("ping")).allowed for _ in range(3)] == [True, True, False]
+
+
 async def test_limiter_reports_abuse_after_consecutive_refusals(backend):
     limiter = FrameLimiter(
         tenant_id=1,
