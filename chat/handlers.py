@@ -71,6 +71,18 @@ def _string(content: dict[str, Any], field: str) -> str:
     return value
 
 
+def _ids(content: dict[str, Any], field: str) -> list[int]:
+    """An optional list of ids (the service checks what they name and how many)."""
+    value = content.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(item, int) and not isinstance(item, bool) and item > 0 for item in value
+    ):
+        raise _invalid(field, f"{field} must be a list of positive integers.")
+    return value
+
+
 async def _call(function: Callable[..., Any], /, **kwargs: Any) -> Any:
     """Run a chat service or selector off the event loop; domain errors become ``error`` frames."""
     try:
@@ -217,6 +229,7 @@ async def handle_chat_message(conn: Connection, message: ClientMessage) -> Reply
         client_id=_string(content, "client_id"),
         body=_string(content, "body"),
         reply_to_seq=_seq(content, "reply_to_seq", required=False),
+        attachments=_ids(content, "attachments"),
     )
     return Reply("ack", {"seq": sent.seq, "message_id": sent.pk, "created": created})
 
