@@ -339,9 +339,9 @@ class MessageListSendView(ChatView, GenericAPIView):
 class MessageDetailView(ChatView):
     @extend_schema(
         operation_id="rooms_messages_edit",
-        summary="Edit one's own message (the previous body is kept for moderators)",
+        summary="Edit one's own message (the previous body is kept for moderators); 422 when moderation rejects it",
         request=MessageEditInputSerializer,
-        responses={200: MessageOutputSerializer, **_errors(400, 401, 403, 404, 409, 429)},
+        responses={200: MessageOutputSerializer, **_errors(400, 401, 403, 404, 409, 422, 429)},
         tags=TAGS,
     )
     def patch(self, request, room_id: int, seq: int):

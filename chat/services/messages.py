@@ -8,7 +8,7 @@ persisted before it is broadcast (after commit). A resend with the same
 (room, sender, client_id) constraint. docs/api.md, "Chat", describes how
 clients use seqs to resume.
 
-Sends pass the moderation pipeline (``chat.moderation``). A send may
+Sends and edits pass the moderation pipeline (``chat.moderation``). A send may
 carry the sender's own unclaimed uploads to the room (``attachments``, ids from
 ``chat.services.attachments.attachment_upload``). In an encrypted room bodies
 and edit history are stored encrypted and indexed by keyed word hashes
@@ -30,6 +30,7 @@ from ..constants import (
     MESSAGE_ATTACHMENTS_MAX,
     MESSAGE_BODY_MAX_LENGTH,
     ROOM_MODERATOR_ROLES,
+    ModerationStatus,
     ReactionAction,
 )
 from ..errors import Conflict, Forbidden, Invalid
@@ -222,8 +223,11 @@ def message_edit(*, actor: Principal, room_id: int, seq: int, body: str) -> Mess
     """Change the body of one's own message; the previous body goes to ``MessageEdit``.
 
     Only the sender, while a member and not muted; a tombstone is ``Conflict``.
-    An unchanged body is a no-op (nothing stored or emitted). A message with
-    attachments may be edited to an empty body. Emits ``chat.edited``.
+    An unchanged body is a no-op (nothing stored, screened or emitted). The new
+    body passes the moderation pipeline as a send does: a reject raises
+    ``Moderated`` and changes nothing; a flag stores the edit and marks the
+    message flagged for moderators (an allow leaves an earlier flag in place).
+    A message with attachments may be edited to an empty body. Emits ``chat.edited``.
     """
     user_id = actor_user_id(actor)
     membership = room_get_for_member(actor=actor, room_id=room_id)
@@ -243,13 +247,18 @@ def message_edit(*, actor: Principal, room_id: int, seq: int, body: str) -> Mess
     body = _clean_body(body, allow_empty=bool(message.attachments.all()))
     if message.text == body:
         return message
+    verdict = moderation_screen(room=room, sender_id=user_id, body=body)
     # The previous body moves to the history as stored (same ciphertext, same key).
     MessageEdit.objects.create(
         message=message, previous_body=message.body, key_id=message.body_key_id, edited_by_id=user_id
     )
     message.body, message.body_key_id = room_seal_text(room=room, text=body)
     message.edited_at = timezone.now()
-    message.save(update_fields=["body", "body_key_id", "edited_at"])
+    update_fields = ["body", "body_key_id", "edited_at"]
+    if verdict.status == ModerationStatus.FLAGGED:
+        message.moderation_status, message.moderation_reason = verdict.status, verdict.reason
+        update_fields += ["moderation_status", "moderation_reason"]
+    message.save(update_fields=update_fields)
     if room.encrypted:
         message_index(message=message, text=body)
     chat_event_send(
