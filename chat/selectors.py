@@ -385,6 +385,7 @@ def messages_flagged(*, actor: Principal, room_id: int | None = None) -> QuerySe
         Message.objects.for_tenant(actor.tenant_id)
         .filter(moderation_status=ModerationStatus.FLAGGED, deleted_at__isnull=True)
         .select_related("sender", "reply_to")
+        .prefetch_related("attachments")
     )
     if not actor_is_tenant_moderator(actor):
         # One membership per (room, user): the join cannot repeat a message.
