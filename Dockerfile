@@ -26,7 +26,7 @@ COPY --chown=app:app . .
 # refuse to load without SECRET_KEY when DEBUG is off, and collectstatic uses
 # no secret. The real key comes from the environment at run time.
 RUN SECRET_KEY=build-only-collectstatic-key DEBUG=0 python manage.py collectstatic --noinput \
-    && mkdir -p /app/var \
+    && mkdir -p /app/var/media \
     && chown -R app:app /app/var /app/static
 
 USER app

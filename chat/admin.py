@@ -1,6 +1,6 @@
 """Admin screens of chat: rooms with their members inline, memberships, bans,
-invitations, messages with their edit history and moderation status, and each
-tenant's blocked words.
+invitations, messages with their edit history and moderation status,
+attachments, and each tenant's blocked words.
 
 A room member, ban or invitation takes its room's tenant, and only users of
 that tenant can be linked (``TenantScopedForm``). A room's tenant is fixed once
@@ -8,7 +8,11 @@ the room exists. Edits are plain saves recorded in the audit trail by
 ``AuditedModelAdmin``. Messages are read-only here: their seq, tombstones and
 broadcasts belong to ``chat.services.messages``, which an admin save would
 bypass; the one moderation action offered, clearing a flag after review, calls
-``chat.services.moderation``.
+``chat.services.moderation``. Attachments are read-only for the same reason.
+
+Bodies are shown through ``Message.text`` (decrypted for encrypted rooms) and
+always escaped: they are user text, so nothing here builds HTML from them by
+hand; ``format_html`` is used only to wrap links around escaped values.
 """
 
 from __future__ import annotations
@@ -16,11 +20,15 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils.html import format_html
 
 from spotify_agent.admin import AuditedModelAdmin, TenantScopedForm, TenantScopedInlineFormSet
 
 from .constants import ModerationStatus
-from .models import BlockedWord, Message, MessageEdit, Room, RoomBan, RoomInvitation, RoomMember
+from .crypto import encryption_available
+from .models import Attachment, BlockedWord, Message, MessageEdit, Room, RoomBan, RoomInvitation, RoomMember
 from .moderation import phrase_pattern
 from .services.moderation import message_flag_clear_do
 
@@ -43,9 +51,17 @@ class RoomMemberInline(admin.TabularInline):
     extra = 0
 
 
+class RoomForm(TenantScopedForm):
+    def clean_encrypted(self) -> bool:
+        encrypted = self.cleaned_data.get("encrypted", False)
+        if encrypted and not encryption_available():
+            raise forms.ValidationError("Encrypted rooms need CHAT_ENCRYPTION_KEYS; none are configured.")
+        return encrypted
+
+
 @admin.register(Room)
 class RoomAdmin(AuditedModelAdmin):
-    form = TenantScopedForm
+    form = RoomForm
     inlines = (RoomMemberInline,)
     list_display = ("name", "tenant", "kind", "member_count", "created_by", "created_at", "archived_at")
     list_filter = ("kind", ("archived_at", admin.EmptyFieldListFilter), "tenant", "created_at")
@@ -133,13 +149,36 @@ class RoomInvitationAdmin(AuditedModelAdmin):
 
 class MessageEditInline(admin.TabularInline):
     model = MessageEdit
-    fields = ("edited_at", "edited_by", "previous_body")
+    fields = ("edited_at", "edited_by", "previous_text")
     readonly_fields = fields
     extra = 0
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Previous body")
+    def previous_text(self, obj: MessageEdit) -> str:
+        return obj.previous_text
+
+
+class AttachmentInline(admin.TabularInline):
+    model = Attachment
+    fields = ("attachment_link", "content_type", "human_size", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Attachment")
+    def attachment_link(self, obj: Attachment) -> str:
+        return format_html('<a href="{}">{}</a>', reverse("admin:chat_attachment_change", args=[obj.pk]), obj.name)
+
+    @admin.display(description="Size")
+    def human_size(self, obj: Attachment) -> str:
+        return filesizeformat(obj.size)
 
 
 @admin.register(Message)
@@ -150,7 +189,7 @@ class MessageAdmin(AuditedModelAdmin):
     reading a flagged message, staff keep it with "Clear the moderation flag".
     """
 
-    inlines = (MessageEditInline,)
+    inlines = (MessageEditInline, AttachmentInline)
     list_display = (
         "room",
         "seq",
@@ -176,7 +215,8 @@ class MessageAdmin(AuditedModelAdmin):
         "seq",
         "sender",
         "client_id",
-        "body",
+        "text",
+        "encryption_key",
         "reply_to",
         "moderation_status",
         "moderation_reason",
@@ -212,7 +252,67 @@ class MessageAdmin(AuditedModelAdmin):
 
     @admin.display(description="Body")
     def short_body(self, obj: Message) -> str:
-        return obj.body if len(obj.body) <= 80 else f"{obj.body[:79]}…"
+        text = obj.text
+        return text if len(text) <= 80 else f"{text[:79]}…"
+
+    @admin.display(description="Body")
+    def text(self, obj: Message) -> str:
+        return obj.text
+
+    @admin.display(description="Encrypted under key")
+    def encryption_key(self, obj: Message) -> str:
+        return obj.body_key_id or "—"
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(AuditedModelAdmin):
+    """Uploaded files, for review: read-only (uploads, claims and deletes go
+    through ``chat.services``). The content itself is downloaded through the API
+    by members of the room; here are its metadata and where it was posted."""
+
+    list_display = ("name", "room", "uploader", "content_type", "human_size", "message_link", "created_at")
+    list_filter = ("content_type", ("message", admin.EmptyFieldListFilter), "tenant", "created_at")
+    list_select_related = ("room", "uploader", "message")
+    search_fields = ("name", "sha256", "uploader__username", "room__name")
+    fields = (
+        "tenant",
+        "room",
+        "uploader",
+        "message_link",
+        "name",
+        "content_type",
+        "human_size",
+        "sha256",
+        "storage_name",
+        "encryption_key",
+        "created_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Size", ordering="size")
+    def human_size(self, obj: Attachment) -> str:
+        return f"{filesizeformat(obj.size)} ({obj.size} bytes)"
+
+    @admin.display(description="Message", ordering="message")
+    def message_link(self, obj: Attachment) -> str:
+        if obj.message_id is None:
+            return "— (not sent yet)"
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:chat_message_change", args=[obj.message_id]), obj.message
+        )
+
+    @admin.display(description="Encrypted under key")
+    def encryption_key(self, obj: Attachment) -> str:
+        return obj.key_id or "—"
 
 
 class BlockedWordForm(TenantScopedForm):

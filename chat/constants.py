@@ -35,6 +35,10 @@ BAN_REASON_MAX_LENGTH = 300
 SEARCH_RESULTS_LIMIT = 50
 SEARCH_HIGHLIGHT_START = "[["
 SEARCH_HIGHLIGHT_STOP = "]]"
+# Search in encrypted rooms matches whole words through a keyed-hash index
+# (chat.crypto); a query of more words than this is refused rather than
+# turned into that many index lookups.
+SEARCH_ENCRYPTED_MAX_WORDS = 10
 # The text search configuration: no stemming or stop words, so that any
 # language matches word for word (and the GIN index in 0002 is built with it).
 SEARCH_CONFIG = "simple"
@@ -74,3 +78,20 @@ MODERATION_REASON_MAX_LENGTH = 300
 BLOCKED_WORD_MAX_LENGTH = 100
 # The longest a moderator may mute a member for; longer is a ban.
 MUTE_MAX_SECONDS = 30 * 24 * 3600
+
+
+# --- Attachments (chat.services.attachments) --------------------------------------
+
+# Files one message may carry: a handful of photos, not an album.
+MESSAGE_ATTACHMENTS_MAX = 10
+# The longest original filename kept (as metadata; files are stored under random names).
+ATTACHMENT_NAME_MAX_LENGTH = 200
+# An upload no message has claimed after this long is deleted
+# (chat.tasks.attachments_purge_unattached): a client uploads just before sending.
+ATTACHMENT_UNATTACHED_MAX_AGE_SECONDS = 24 * 3600
+# The purge deletes this many rows per transaction, and at most this many batches
+# per run: beat runs it again an hour later.
+ATTACHMENT_PURGE_BATCH_SIZE = 200
+ATTACHMENT_PURGE_MAX_BATCHES = 50
+# Where uploads live in the default storage: <prefix>/<tenant id>/<random hex>.
+ATTACHMENT_STORAGE_PREFIX = "chat/attachments"

@@ -3,7 +3,11 @@
 Each carries a stable ``code`` equal to a ``realtime.protocol.ErrorCode``
 value, so the WebSocket handlers answer ``error`` frames with it as is and the
 REST views map it to the API error shape with ``http_status``. Services raise
-only these (or let programming errors propagate).
+only these (or let programming errors propagate). The upload errors
+(``TooLarge``, ``TypeNotAllowed``, ``TypeMismatch``) are REST-only: uploads
+never travel on the socket, so their codes are in the REST API's list
+(``spotify_agent.api.exceptions.ERROR_CODES``) and, except ``too_large``, not
+in the WebSocket protocol's.
 """
 
 from __future__ import annotations
@@ -72,3 +76,32 @@ class Moderated(ChatError):
     code = ErrorCode.MODERATED
     http_status = 422
     default_message = "The message was rejected by moderation."
+
+
+# --- Uploads (REST only) ----------------------------------------------------------
+
+
+class TooLarge(ChatError):
+    """The upload exceeds ``CHAT_ATTACHMENT_MAX_BYTES``; ``details.max_bytes`` gives it."""
+
+    code = ErrorCode.TOO_LARGE
+    http_status = 413
+    default_message = "The file is too large."
+
+
+class TypeNotAllowed(ChatError):
+    """The file's content (its first bytes) is not one of the allowed types;
+    ``details.allowed`` lists them."""
+
+    code = "type_not_allowed"  # type: ignore[assignment]
+    http_status = 415
+    default_message = "This type of file is not accepted."
+
+
+class TypeMismatch(ChatError):
+    """The type the client declared disagrees with the file's content
+    (``details.declared``, ``details.detected``)."""
+
+    code = "type_mismatch"  # type: ignore[assignment]
+    http_status = 415
+    default_message = "The file's content does not match its declared type."

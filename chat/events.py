@@ -36,8 +36,19 @@ class UserRef:
 
 
 @dataclass(frozen=True)
+class AttachmentRef:
+    """A file a message carries; the client downloads it from ``/api/v1/attachments/{id}/``."""
+
+    id: int
+    name: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
 class MessagePayload:
-    """A message as every client sees it. A tombstone has ``deleted`` true and an empty body."""
+    """A message as every client sees it, whether its room is encrypted or not.
+    A tombstone has ``deleted`` true, an empty body and no attachments."""
 
     id: int
     seq: int
@@ -47,6 +58,7 @@ class MessagePayload:
     created_at: str
     edited_at: str | None
     deleted: bool
+    attachments: list[AttachmentRef]
 
 
 @dataclass(frozen=True)
@@ -157,17 +169,25 @@ def user_ref(user) -> UserRef:
     return UserRef(id=user.pk, username=user.get_username())
 
 
+def attachment_ref(attachment) -> AttachmentRef:
+    return AttachmentRef(
+        id=attachment.pk, name=attachment.name, content_type=attachment.content_type, size=attachment.size
+    )
+
+
 def message_payload(message: Message) -> MessagePayload:
-    """The payload of ``message``; load it with ``sender`` and ``reply_to`` selected."""
+    """The payload of ``message``, body decrypted; load it with ``sender`` and
+    ``reply_to`` selected and ``attachments`` prefetched."""
     return MessagePayload(
         id=message.pk,
         seq=message.seq,
         sender=user_ref(message.sender) if message.sender_id is not None else None,
-        body=message.body,
+        body=message.text,
         reply_to_seq=message.reply_to.seq if message.reply_to_id is not None else None,
         created_at=timestamp(message.created_at),
         edited_at=timestamp(message.edited_at) if message.edited_at else None,
         deleted=message.deleted_at is not None,
+        attachments=[attachment_ref(attachment) for attachment in message.attachments.all()],
     )
 
 

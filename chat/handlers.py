@@ -32,7 +32,7 @@ from realtime.subscriptions import StoredFrame
 
 from .errors import ChatError
 from .events import chat_message_frame, message_payload_dict
-from .selectors import messages_after, messages_page, room_get_for_member, room_members
+from .selectors import messages_after, messages_page, room_get_for_member, room_members, rooms_for_user
 from .services.ephemeral import presence_broadcast, typing_signal
 from .services.messages import message_delete, message_edit, message_send, reaction_add, reaction_remove
 from .services.reads import read_mark
@@ -71,6 +71,18 @@ def _string(content: dict[str, Any], field: str) -> str:
     return value
 
 
+def _ids(content: dict[str, Any], field: str) -> list[int]:
+    """An optional list of ids (the service checks what they name and how many)."""
+    value = content.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(item, int) and not isinstance(item, bool) and item > 0 for item in value
+    ):
+        raise _invalid(field, f"{field} must be a list of positive integers.")
+    return value
+
+
 async def _call(function: Callable[..., Any], /, **kwargs: Any) -> Any:
     """Run a chat service or selector off the event loop; domain errors become ``error`` frames."""
     try:
@@ -97,6 +109,9 @@ def _join_state(*, actor: Principal, room_id: int, last_seq: int | None) -> dict
         raise _invalid("last_seq", "last_seq is ahead of the room's newest message.")
     return {
         "last_seq": batch.room_last_seq,
+        # The member's own read marker and what lies after it, as GET /rooms/ reports.
+        "last_read_seq": membership.last_read_seq,
+        "unread": max(0, batch.room_last_seq - membership.last_read_seq),
         "recovered": batch.recovered if last_seq is not None else True,
         "missing": [list(span) for span in batch.missing] if last_seq is not None else [],
         "member_ids": [member.user_id for member in room_members(room=room)],
@@ -170,6 +185,8 @@ async def handle_room_join(conn: Connection, message: ClientMessage) -> Reply:
             "last_seq": state["last_seq"],
             "recovered": state["recovered"],
             "missing": state["missing"],
+            "last_read_seq": state["last_read_seq"],
+            "unread": state["unread"],
             "members_online": sorted(user for user, status in presence.items() if status != PresenceState.OFFLINE),
         },
     )
@@ -217,6 +234,7 @@ async def handle_chat_message(conn: Connection, message: ClientMessage) -> Reply
         client_id=_string(content, "client_id"),
         body=_string(content, "body"),
         reply_to_seq=_seq(content, "reply_to_seq", required=False),
+        attachments=_ids(content, "attachments"),
     )
     return Reply("ack", {"seq": sent.seq, "message_id": sent.pk, "created": created})
 
@@ -258,6 +276,27 @@ async def handle_chat_read(conn: Connection, message: ClientMessage) -> Reply:
     room_id = _room_id(message)
     marker = await _call(read_mark, actor=conn.principal, room_id=room_id, seq=_seq(message.content))
     return Reply("ack", {"last_read_seq": marker})
+
+
+def _unread(*, actor: Principal, room_id: int | None) -> list[dict[str, Any]]:
+    """The caller's read marker and unread count per room (``rooms_for_user``, as
+    REST's room list), or for one room after the usual access check."""
+    memberships = rooms_for_user(actor=actor)
+    if room_id is not None:
+        memberships = memberships.filter(room_id=room_get_for_member(actor=actor, room_id=room_id).room_id)
+    return [
+        {"room": str(room), "unread": unread, "last_read_seq": last_read_seq}
+        for room, unread, last_read_seq in memberships.order_by("room_id").values_list(
+            "room_id", "unread", "last_read_seq"
+        )
+    ]
+
+
+@registry.message("chat.unread")
+async def handle_chat_unread(conn: Connection, message: ClientMessage) -> Reply:
+    room_id = _room_id(message) if message.room is not None else None
+    rooms = await _call(_unread, actor=conn.principal, room_id=room_id)
+    return Reply("chat.unread", {"rooms": rooms})
 
 
 @registry.message("chat.history")

@@ -1,8 +1,12 @@
 """Chat rooms, their members, bans and invitations, and the messages posted in them.
 
-Every row here belongs to one tenant: rooms, memberships, bans, invitations and
-messages carry it (``TenantOwned``); edits and reactions reach it through their
-message. Messages are numbered per room by ``Room.last_seq`` (gap-free, see
+Every row here belongs to one tenant: rooms, memberships, bans, invitations,
+messages and attachments carry it (``TenantOwned``); edits, reactions and
+search tokens reach it through their message. In encrypted rooms, bodies and
+attachment files are stored encrypted (``chat.crypto``): read them through
+``Message.text``, ``MessageEdit.previous_text`` and
+``chat.services.attachments.attachment_open``, never the raw fields.
+Messages are numbered per room by ``Room.last_seq`` (gap-free, see
 ``chat.services.messages``); read state is one ``last_read_seq`` per member,
 not a row per message. Writes happen only in ``chat.services``.
 """
@@ -14,6 +18,7 @@ from django.db.models.functions import Lower
 from accounts.models import TenantOwned
 
 from .constants import (
+    ATTACHMENT_NAME_MAX_LENGTH,
     BAN_REASON_MAX_LENGTH,
     BLOCKED_WORD_MAX_LENGTH,
     CLIENT_ID_MAX_LENGTH,
@@ -25,6 +30,7 @@ from .constants import (
     RoomKind,
     RoomRole,
 )
+from .crypto import KEY_ID_MAX_LENGTH, SEARCH_TOKEN_LENGTH, text_open
 
 
 class Room(TenantOwned):
@@ -41,8 +47,8 @@ class Room(TenantOwned):
     # The seq of the newest message: the per-room counter, advanced under a row
     # lock by message_send. Also the unread baseline (last_seq - last_read_seq).
     last_seq = models.BigIntegerField(default=0, editable=False)
-    # Storage encryption of bodies comes later; the flag is stored now so
-    # clients can show it and the migration does not have to guess.
+    # Bodies, edit history and attachment files of new messages are stored
+    # encrypted (chat.crypto); clients see no difference. Set at creation.
     encrypted = models.BooleanField(default=False)
     # "<lower user id>:<higher user id>" for direct rooms, so each pair has one.
     # NULL (not "") for other rooms: NULLs never collide in the unique constraint.
@@ -134,7 +140,10 @@ class Message(TenantOwned):
     )
     client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
     # Stored exactly as sent: HTML here is text, escaped by whoever renders it.
+    # In an encrypted room this is the ciphertext and body_key_id names its key;
+    # read ``text`` for the clear body.
     body = models.TextField(blank=True)
+    body_key_id = models.CharField(max_length=KEY_ID_MAX_LENGTH, blank=True, default="", editable=False)
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     edited_at = models.DateTimeField(null=True, blank=True)
@@ -172,12 +181,19 @@ class Message(TenantOwned):
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
 
+    @property
+    def text(self) -> str:
+        """The body in clear, decrypted when it was stored under a key."""
+        return text_open(self.body, self.body_key_id)
+
 
 class MessageEdit(models.Model):
     """The body a message had before one edit: the history moderators can review."""
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="edits")
+    # Encrypted like the message's body was (key_id empty: in clear); read previous_text.
     previous_body = models.TextField()
+    key_id = models.CharField(max_length=KEY_ID_MAX_LENGTH, blank=True, default="", editable=False)
     edited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -188,6 +204,66 @@ class MessageEdit(models.Model):
 
     def __str__(self) -> str:
         return f"edit of {self.message_id} at {self.edited_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def previous_text(self) -> str:
+        return text_open(self.previous_body, self.key_id)
+
+
+class MessageSearchToken(models.Model):
+    """One word of an encrypted message, as a keyed hash (``chat.crypto.search_token``):
+    how search finds whole words in bodies the database only holds encrypted.
+    Plain rooms need none (PostgreSQL's full-text index reads their bodies)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="search_tokens")
+    token = models.CharField(max_length=SEARCH_TOKEN_LENGTH)
+
+    class Meta:
+        indexes = [models.Index(fields=["token", "message"], name="chat_searchtoken_token")]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "token"], name="chat_searchtoken_message_token"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.token} in {self.message_id}"
+
+
+class Attachment(TenantOwned):
+    """A file uploaded to a room, then carried by one message of its uploader.
+
+    Stored through Django's storage API under a random name (``storage_name``);
+    the client's filename is kept as ``name`` (sanitised metadata, never a path).
+    ``content_type`` is what the first bytes say, not what the client declared.
+    ``size`` and ``sha256`` describe the file as uploaded; in an encrypted room
+    the stored bytes are its ciphertext under ``key_id``. Until ``message`` is
+    set only the uploader sees it, and it is purged after a day.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="attachments")
+    uploader = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
+    name = models.CharField(max_length=ATTACHMENT_NAME_MAX_LENGTH)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_name = models.CharField(max_length=255, unique=True, editable=False)
+    key_id = models.CharField(max_length=KEY_ID_MAX_LENGTH, blank=True, default="", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The purge's scan: unclaimed uploads by age. Partial, so it stays as
+            # small as the uploads in flight.
+            models.Index(
+                fields=["created_at"], condition=models.Q(message__isnull=True), name="chat_attachment_unattached"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Reaction(models.Model):

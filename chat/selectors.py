@@ -10,11 +10,13 @@ docs/api.md, "Chat", describes the rules from the client's side.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Func, Q, QuerySet
+from django.db.models import Exists, F, Func, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts.constants import Role
@@ -23,14 +25,16 @@ from accounts.principals import Principal
 from .constants import (
     ROOM_MODERATOR_ROLES,
     SEARCH_CONFIG,
+    SEARCH_ENCRYPTED_MAX_WORDS,
     SEARCH_HIGHLIGHT_START,
     SEARCH_HIGHLIGHT_STOP,
     SEARCH_RESULTS_LIMIT,
     ModerationStatus,
     RoomKind,
 )
-from .errors import Forbidden, Invalid, NotFound
-from .models import Message, Room, RoomBan, RoomMember
+from .crypto import search_token, search_words
+from .errors import Conflict, Forbidden, Invalid, NotFound
+from .models import Attachment, Message, MessageSearchToken, Room, RoomBan, RoomMember
 
 # --- Who is asking ----------------------------------------------------------------
 
@@ -121,12 +125,24 @@ def room_ban_active(*, room: Room, user_id: int) -> RoomBan | None:
     )
 
 
+def member_check_may_post(membership: RoomMember) -> None:
+    """Muted and banned members, and archived rooms, take no new content
+    (messages, edits, reactions, uploads): ``Forbidden`` or ``Conflict``."""
+    room = membership.room
+    if membership.muted_until is not None and membership.muted_until > timezone.now():
+        raise Forbidden("You are muted in this room.", details={"muted_until": membership.muted_until.isoformat()})
+    if room_ban_active(room=room, user_id=membership.user_id) is not None:
+        raise Forbidden("You are banned from this room.")
+    if room.archived_at is not None:
+        raise Conflict("The room is archived.")
+
+
 # --- Messages ---------------------------------------------------------------------
 
 
 def messages_queryset(*, room: Room) -> QuerySet[Message]:
     """Every message of an already access-checked room, loaded for rendering."""
-    return Message.objects.filter(room=room).select_related("sender", "reply_to")
+    return Message.objects.filter(room=room).select_related("sender", "reply_to").prefetch_related("attachments")
 
 
 def message_get(*, room: Room, seq: int) -> Message:
@@ -247,23 +263,41 @@ def message_search(
     *, actor: Principal, q: str, room_id: int | None = None, limit: int = SEARCH_RESULTS_LIMIT
 ) -> list[SearchHit]:
     """Messages matching ``q`` in rooms the caller is a member of (optionally one
-    room, access-checked), best match first. Tombstones never match.
+    room, access-checked). Tombstones never match.
 
-    On PostgreSQL: full-text search with the ``simple`` configuration, ranked by
-    ``ts_rank`` and highlighted by ``ts_headline``. On SQLite (the embedded
-    default): a case-insensitive substring match, newest first.
+    Messages stored in clear: on PostgreSQL, full-text search with the
+    ``simple`` configuration, ranked by ``ts_rank`` and highlighted by
+    ``ts_headline``, best match first; on SQLite (the embedded default), a
+    case-insensitive substring match, newest first. Messages stored encrypted
+    (``_search_encrypted``) come after them, newest first, with ``rank`` None.
     """
     user_id = actor_user_id(actor)
     q = (q or "").strip()
     if not q:
         raise Invalid("Give a search query.", field="q")
-    queryset = Message.objects.for_tenant(actor.tenant_id).filter(deleted_at__isnull=True).select_related("sender")
+    if len(search_words(q)) > SEARCH_ENCRYPTED_MAX_WORDS:
+        raise Invalid(f"A search has at most {SEARCH_ENCRYPTED_MAX_WORDS} words.", field="q")
+    queryset = (
+        Message.objects.for_tenant(actor.tenant_id)
+        .filter(deleted_at__isnull=True)
+        .select_related("sender", "reply_to")
+        .prefetch_related("attachments")
+    )
     if room_id is not None:
         queryset = queryset.filter(room=room_get_for_member(actor=actor, room_id=room_id).room)
     else:
         queryset = queryset.filter(room__members__user_id=user_id)
     limit = max(1, min(limit, SEARCH_RESULTS_LIMIT))
 
+    hits = _search_clear(queryset.filter(body_key_id=""), q=q, limit=limit)
+    if len(hits) < limit:
+        hits += _search_encrypted(
+            queryset.exclude(body_key_id=""), tenant_id=actor.tenant_id, q=q, limit=limit - len(hits)
+        )
+    return hits
+
+
+def _search_clear(queryset: QuerySet[Message], *, q: str, limit: int) -> list[SearchHit]:
     if connection.vendor != "postgresql":
         matches = queryset.filter(body__icontains=q).order_by("-created_at", "-id")[:limit]
         return [SearchHit(message=m, rank=None, headline=m.body) for m in matches]
@@ -290,6 +324,54 @@ def message_search(
     return [SearchHit(message=m, rank=m.rank, headline=m.headline) for m in matches]
 
 
+def _search_encrypted(queryset: QuerySet[Message], *, tenant_id: int, q: str, limit: int) -> list[SearchHit]:
+    """Encrypted messages containing every word of ``q`` (whole words, as
+    ``chat.crypto.search_words`` splits them), through their keyed-hash tokens:
+    one indexed lookup per word, nothing read in clear by the database. The hits
+    are decrypted and highlighted here. No ranking, no phrases or operators."""
+    words = search_words(q)
+    if not words:
+        return []
+    for word in words:
+        token = search_token(tenant_id=tenant_id, word=word)
+        queryset = queryset.filter(Exists(MessageSearchToken.objects.filter(message=OuterRef("pk"), token=token)))
+    matches = queryset.order_by("-created_at", "-id")[:limit]
+    wanted = set(words)
+    return [SearchHit(message=m, rank=None, headline=_highlight(m.text, wanted)) for m in matches]
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _highlight(text: str, words: set[str]) -> str:
+    """``text`` with each whole word that normalises to one of ``words`` wrapped in the highlight markers."""
+
+    def mark(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if unicodedata.normalize("NFKC", word).casefold() in words:
+            return f"{SEARCH_HIGHLIGHT_START}{word}{SEARCH_HIGHLIGHT_STOP}"
+        return word
+
+    return _WORD.sub(mark, text)
+
+
+# --- Attachments ------------------------------------------------------------------
+
+
+def attachment_get_for_member(*, actor: Principal, attachment_id: int) -> Attachment:
+    """An attachment the caller may download: of a room they are a member of, and
+    either carried by a message or their own upload not sent yet. Anything else
+    (another tenant's, a room they are not in, someone's pending upload, no
+    such id) is ``NotFound``, alike."""
+    user_id = actor_user_id(actor)
+    attachment = (
+        Attachment.objects.for_tenant(actor.tenant_id).filter(pk=attachment_id, room__members__user_id=user_id).first()
+    )
+    if attachment is None or (attachment.message_id is None and attachment.uploader_id != user_id):
+        raise NotFound("No such attachment.")
+    return attachment
+
+
 # --- Moderation -------------------------------------------------------------------
 
 
@@ -303,6 +385,7 @@ def messages_flagged(*, actor: Principal, room_id: int | None = None) -> QuerySe
         Message.objects.for_tenant(actor.tenant_id)
         .filter(moderation_status=ModerationStatus.FLAGGED, deleted_at__isnull=True)
         .select_related("sender", "reply_to")
+        .prefetch_related("attachments")
     )
     if not actor_is_tenant_moderator(actor):
         # One membership per (room, user): the join cannot repeat a message.

@@ -267,6 +267,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.audit_anchor_heads",
         "schedule": timedelta(minutes=5),
     },
+    "chat-purge-unattached-attachments": {
+        "task": "chat.tasks.attachments_purge_unattached",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # --- REST API ----------------------------------------------------------------
@@ -431,6 +435,36 @@ CHAT_FLOOD_WINDOW_SECONDS = env_int("CHAT_FLOOD_WINDOW_SECONDS", 10, minimum=1)
 # times from one user in one room within the window is rejected.
 CHAT_REPEAT_MAX_MESSAGES = env_int("CHAT_REPEAT_MAX_MESSAGES", 3, minimum=1)
 CHAT_REPEAT_WINDOW_SECONDS = env_int("CHAT_REPEAT_WINDOW_SECONDS", 60, minimum=1)
+
+# --- Chat attachments and encryption at rest (docs/operations.md) ---------------------
+
+# Largest attachment accepted, in bytes: larger uploads answer 413 too_large.
+CHAT_ATTACHMENT_MAX_BYTES = env_int("CHAT_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+# Media types accepted, as sniffed from the file's first bytes (chat.sniffing).
+# No SVG or HTML: browsers run scripts from both.
+CHAT_ATTACHMENT_ALLOWED_TYPES = env_list(
+    "CHAT_ATTACHMENT_ALLOWED_TYPES",
+    [
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/wav",
+        "audio/flac",
+        "audio/mp4",
+        "application/pdf",
+        "text/plain",
+    ],
+)
+# Keys of encrypted rooms, "<id>:<Fernet key>", newest first: new writes use the
+# first, reads accept any. Empty (the embedded default): encrypted rooms are
+# refused. Rotation: docs/operations.md, "Encryption at rest".
+CHAT_ENCRYPTION_KEYS = env_list("CHAT_ENCRYPTION_KEYS", [])
+# HMAC key of the word index that keeps encrypted rooms searchable; separate
+# from the encryption keys, which rotate without touching the index.
+CHAT_SEARCH_INDEX_KEY = env_str("CHAT_SEARCH_INDEX_KEY") or SECRET_KEY
 
 # --- Audit ----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from ..constants import (
     BAN_REASON_MAX_LENGTH,
     CLIENT_ID_MAX_LENGTH,
     EMOJI_MAX_LENGTH,
+    MESSAGE_ATTACHMENTS_MAX,
     ROOM_NAME_MAX_LENGTH,
     ModerationStatus,
     RoomKind,
@@ -56,6 +57,9 @@ class RoomCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=ROOM_NAME_MAX_LENGTH)
     kind = serializers.ChoiceField(choices=[RoomKind.PUBLIC, RoomKind.PRIVATE], default=RoomKind.PUBLIC)
     topic = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    encrypted = serializers.BooleanField(
+        required=False, default=False, help_text="Store bodies and files encrypted at rest (needs server keys)."
+    )
 
 
 class DirectRoomOutputSerializer(serializers.Serializer):
@@ -105,6 +109,13 @@ class SenderSerializer(serializers.Serializer):
     username = serializers.CharField()
 
 
+class AttachmentRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    content_type = serializers.CharField()
+    size = serializers.IntegerField(help_text="Bytes.")
+
+
 class MessageOutputSerializer(serializers.Serializer):
     """A message; a deleted one is a tombstone (``deleted`` true, empty body) that keeps its seq."""
 
@@ -116,6 +127,7 @@ class MessageOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     edited_at = serializers.DateTimeField(allow_null=True)
     deleted = serializers.BooleanField()
+    attachments = AttachmentRefSerializer(many=True, help_text="Download each from /api/v1/attachments/{id}/.")
 
     def to_representation(self, instance):
         return asdict(message_payload(instance))
@@ -128,6 +140,29 @@ class MessageSendInputSerializer(serializers.Serializer):
     # Whitespace and emptiness are the service's to judge: the body is stored as given.
     body = serializers.CharField(trim_whitespace=False, allow_blank=True)
     reply_to_seq = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
+    attachments = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        default=list,
+        help_text=f"Ids of the caller's own uploads to this room (at most {MESSAGE_ATTACHMENTS_MAX}).",
+    )
+
+
+class AttachmentUploadInputSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=False, use_url=False)
+
+
+class AttachmentOutputSerializer(serializers.Serializer):
+    """An upload; ``message_id`` stays null until a message carries it."""
+
+    id = serializers.IntegerField()
+    room_id = serializers.IntegerField()
+    message_id = serializers.IntegerField(allow_null=True)
+    name = serializers.CharField(help_text="The original filename, cleaned: metadata only.")
+    content_type = serializers.CharField(help_text="Detected from the file's content.")
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    created_at = serializers.DateTimeField()
 
 
 class MessageEditInputSerializer(serializers.Serializer):

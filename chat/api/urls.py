@@ -51,6 +51,8 @@ urlpatterns = [
         name="room-message-clear-flag",
     ),
     path("rooms/<int:room_id>/read/", views.RoomReadView.as_view(), name="room-read"),
+    path("rooms/<int:room_id>/attachments/", views.AttachmentUploadView.as_view(), name="room-attachments"),
+    path("attachments/<int:attachment_id>/", views.AttachmentDownloadView.as_view(), name="attachment"),
     path("messages/search/", views.MessageSearchView.as_view(), name="messages-search"),
     path("messages/flagged/", views.FlaggedMessageListView.as_view(), name="messages-flagged"),
 ]

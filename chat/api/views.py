@@ -2,16 +2,20 @@
 
 Authorization, validation and broadcasting are the services'; ``ChatView``
 maps their domain errors (``chat.errors``) to the API error shape with the
-matching status (404, 403, 400, 409). Chat is for users: API clients are
-refused (no ``required_scope``). docs/api.md, "Chat", lists the endpoints.
+matching status (404, 403, 400, 409, 413, 415, 422). Chat is for users: API
+clients are refused (no ``required_scope``). docs/api.md, "Chat", lists the
+endpoints.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -23,8 +27,9 @@ from spotify_agent.api.schema import ErrorResponseSerializer, error_responses
 from spotify_agent.api.views import TenantScopedMixin
 
 from .. import selectors
-from ..errors import ChatError
+from ..errors import ChatError, TooLarge
 from ..models import Message, RoomMember
+from ..services.attachments import attachment_open, attachment_upload
 from ..services.messages import message_delete, message_edit, message_send, reaction_add, reaction_remove
 from ..services.moderation import message_flag_clear, room_member_mute, room_member_unmute
 from ..services.reads import read_mark
@@ -39,6 +44,8 @@ from ..services.rooms import (
     room_unban,
 )
 from .serializers import (
+    AttachmentOutputSerializer,
+    AttachmentUploadInputSerializer,
     BanOutputSerializer,
     DirectRoomOutputSerializer,
     FlaggedQueryInputSerializer,
@@ -77,12 +84,24 @@ _MODERATED = {
 }
 
 
+_UPLOAD = {
+    413: OpenApiResponse(
+        ErrorResponseSerializer, description="The file exceeds the size limit (`too_large`, details.max_bytes)."
+    ),
+    415: OpenApiResponse(
+        ErrorResponseSerializer,
+        description=(
+            "The file's content is not an accepted type (`type_not_allowed`, details.allowed), or disagrees "
+            "with its declared type (`type_mismatch`); a body that is not multipart is `unsupported_media_type`."
+        ),
+    ),
+}
+_LOCAL = {**_CONFLICT, **_MODERATED, **_UPLOAD}
+
+
 def _errors(*statuses: int) -> dict:
-    responses = error_responses(*(code for code in statuses if code not in (409, 422)))
-    if 409 in statuses:
-        responses.update(_CONFLICT)
-    if 422 in statuses:
-        responses.update(_MODERATED)
+    responses = error_responses(*(code for code in statuses if code not in _LOCAL))
+    responses.update({code: _LOCAL[code] for code in statuses if code in _LOCAL})
     return responses
 
 
@@ -320,9 +339,9 @@ class MessageListSendView(ChatView, GenericAPIView):
 class MessageDetailView(ChatView):
     @extend_schema(
         operation_id="rooms_messages_edit",
-        summary="Edit one's own message (the previous body is kept for moderators)",
+        summary="Edit one's own message (the previous body is kept for moderators); 422 when moderation rejects it",
         request=MessageEditInputSerializer,
-        responses={200: MessageOutputSerializer, **_errors(400, 401, 403, 404, 409, 429)},
+        responses={200: MessageOutputSerializer, **_errors(400, 401, 403, 404, 409, 422, 429)},
         tags=TAGS,
     )
     def patch(self, request, room_id: int, seq: int):
@@ -400,6 +419,72 @@ class MessageReactionRemoveView(ChatView):
     def delete(self, request, room_id: int, seq: int, emoji: str):
         reaction_remove(actor=self.principal, room_id=room_id, seq=seq, emoji=emoji)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Attachments ----------------------------------------------------------------
+
+# Room for the multipart framing around the file (boundaries, part headers):
+# a body longer than the limit plus this cannot hold an acceptable file.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+class AttachmentUploadView(ChatView):
+    parser_classes = (MultiPartParser,)
+
+    @extend_schema(
+        operation_id="rooms_attachments_upload",
+        summary="Upload a file for one's next message in the room (multipart, field `file`)",
+        request={"multipart/form-data": AttachmentUploadInputSerializer},
+        responses={201: AttachmentOutputSerializer, **_errors(400, 401, 403, 404, 409, 413, 415, 429)},
+        tags=TAGS,
+    )
+    def post(self, request, room_id: int):
+        # Refused before the body is read when its announced length already tells.
+        max_bytes = settings.CHAT_ATTACHMENT_MAX_BYTES
+        try:
+            announced = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            announced = 0
+        if announced > max_bytes + MULTIPART_OVERHEAD_BYTES:
+            raise TooLarge(f"A file has at most {max_bytes} bytes.", details={"max_bytes": max_bytes})
+        serializer = AttachmentUploadInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        attachment = attachment_upload(
+            actor=self.principal, room_id=room_id, upload=upload, declared_content_type=upload.content_type
+        )
+        return Response(AttachmentOutputSerializer(attachment).data, status=status.HTTP_201_CREATED)
+
+
+class AttachmentDownloadView(ChatView):
+    def perform_content_negotiation(self, request, force=False):
+        # The file answers whatever Accept says; errors fall back to JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        operation_id="attachments_download",
+        summary="Download an attachment (members of its room; a pending upload: its uploader only)",
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The file, as `Content-Disposition: attachment`."
+            ),
+            **_errors(401, 403, 404, 429),
+        },
+        tags=TAGS,
+    )
+    def get(self, request, attachment_id: int):
+        attachment = selectors.attachment_get_for_member(actor=self.principal, attachment_id=attachment_id)
+        response = FileResponse(
+            attachment_open(attachment=attachment),
+            as_attachment=True,
+            filename=attachment.name,
+            content_type=attachment.content_type,
+        )
+        # Never rendered by the browser in our origin: no sniffing, no scripts, no caching by proxies.
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cache-Control"] = "private, no-store"
+        return response
 
 
 # --- Moderation -----------------------------------------------------------------

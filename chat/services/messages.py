@@ -7,6 +7,12 @@ persisted before it is broadcast (after commit). A resend with the same
 ``client_id`` returns the stored message (``created`` False) thanks to the
 (room, sender, client_id) constraint. docs/api.md, "Chat", describes how
 clients use seqs to resume.
+
+Sends and edits pass the moderation pipeline (``chat.moderation``). A send may
+carry the sender's own unclaimed uploads to the room (``attachments``, ids from
+``chat.services.attachments.attachment_upload``). In an encrypted room bodies
+and edit history are stored encrypted and indexed by keyed word hashes
+(``chat.services.encryption``); everything returned and broadcast is in clear.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from audit.services import NO_CONTEXT, Actor, RequestContext, audit_record
 from ..constants import (
     CLIENT_ID_MAX_LENGTH,
     EMOJI_MAX_LENGTH,
+    MESSAGE_ATTACHMENTS_MAX,
     MESSAGE_BODY_MAX_LENGTH,
     ROOM_MODERATOR_ROLES,
+    ModerationStatus,
     ReactionAction,
 )
 from ..errors import Conflict, Forbidden, Invalid
@@ -35,25 +43,69 @@ from ..events import (
     chat_event_send,
     message_payload,
 )
-from ..models import Message, MessageEdit, Reaction, Room, RoomMember
+from ..models import Attachment, Message, MessageEdit, Reaction, Room, RoomMember
 from ..moderation import moderation_screen
 from ..selectors import (
     actor_is_tenant_moderator,
     actor_user_id,
+    member_check_may_post,
     message_get,
-    room_ban_active,
     room_get_for_member,
     room_get_in_tenant,
 )
+from .attachments import attachment_files_delete_on_commit
+from .encryption import message_index, room_seal_text
+
+# The related rows every rendered message needs (chat.events.message_payload).
+_RENDERED = ("sender", "reply_to")
 
 
-def _clean_body(body: object) -> str:
-    """The body as given (HTML is text here), after checking it says something and fits."""
-    if not isinstance(body, str) or not body.strip():
+def _clean_body(body: object, *, allow_empty: bool = False) -> str:
+    """The body as given (HTML is text here), after checking it says something and fits.
+    ``allow_empty``: a message that carries attachments may have no text."""
+    if not isinstance(body, str):
+        raise Invalid("The message is empty.", field="body")
+    if not body.strip():
+        if allow_empty:
+            return ""
         raise Invalid("The message is empty.", field="body")
     if len(body) > MESSAGE_BODY_MAX_LENGTH:
         raise Invalid(f"A message has at most {MESSAGE_BODY_MAX_LENGTH} characters.", field="body")
     return body
+
+
+def _clean_attachment_ids(attachment_ids: object) -> list[int]:
+    if attachment_ids is None:
+        return []
+    if not isinstance(attachment_ids, list | tuple) or not all(
+        isinstance(value, int) and not isinstance(value, bool) and value > 0 for value in attachment_ids
+    ):
+        raise Invalid("attachments is a list of attachment ids.", field="attachments")
+    if len(attachment_ids) > MESSAGE_ATTACHMENTS_MAX:
+        raise Invalid(f"A message carries at most {MESSAGE_ATTACHMENTS_MAX} attachments.", field="attachments")
+    if len(set(attachment_ids)) != len(attachment_ids):
+        raise Invalid("attachments names the same attachment twice.", field="attachments")
+    return list(attachment_ids)
+
+
+def _claimable_attachments(*, room: Room, user_id: int, attachment_ids: list[int]) -> None:
+    """Check that every id is the sender's own upload to this room, not yet part of
+    a message. Ids of anything else (another room, another user, another
+    tenant, nothing) get one answer, so none of them is revealed to exist."""
+    if not attachment_ids:
+        return
+    found = dict(
+        Attachment.objects.filter(
+            tenant_id=room.tenant_id, room=room, uploader_id=user_id, pk__in=attachment_ids
+        ).values_list("pk", "message_id")
+    )
+    if len(found) != len(attachment_ids):
+        raise Invalid("attachments must name your own uploads to this room.", field="attachments")
+    if any(message_id is not None for message_id in found.values()):
+        raise Conflict(
+            "An attachment is already part of a message.",
+            details={"fields": {"attachments": ["Already part of a message."]}},
+        )
 
 
 def _clean_client_id(client_id: object) -> str:
@@ -62,34 +114,32 @@ def _clean_client_id(client_id: object) -> str:
     return client_id
 
 
-def _check_may_post(membership: RoomMember) -> None:
-    """Muted and banned members, and archived rooms, take no new content."""
-    room = membership.room
-    if membership.muted_until is not None and membership.muted_until > timezone.now():
-        raise Forbidden("You are muted in this room.", details={"muted_until": membership.muted_until.isoformat()})
-    if room_ban_active(room=room, user_id=membership.user_id) is not None:
-        raise Forbidden("You are banned from this room.")
-    if room.archived_at is not None:
-        raise Conflict("The room is archived.")
-
-
 def _actor_ref(actor: Principal) -> UserRef:
     return UserRef(id=actor.user_id, username=actor.username or "")
 
 
 @transaction.atomic
 def message_send(
-    *, actor: Principal, room_id: int, client_id: str, body: str, reply_to_seq: int | None = None
+    *,
+    actor: Principal,
+    room_id: int,
+    client_id: str,
+    body: str,
+    reply_to_seq: int | None = None,
+    attachments: list[int] | None = None,
 ) -> tuple[Message, bool]:
     """Post a message. Returns ``(message, created)``.
 
     Preconditions: the caller is a member, not muted or banned; the room is not
     archived; the moderation pipeline (``chat.moderation``) does not reject the
-    body (``Moderated``), and may flag it. Locks the room row until commit.
-    Idempotent on ``client_id``: a resend returns the stored message with
-    ``created`` False and emits nothing (and is not screened again).
-    Emits ``chat.message`` (envelope ``seq``) after commit. The sender's read
-    marker moves to the new message.
+    body (``Moderated``), and may flag it. ``attachments`` (at most
+    ``MESSAGE_ATTACHMENTS_MAX`` ids) name the sender's own uploads to this room
+    that no message carries yet (else ``Invalid``, or ``Conflict`` for one
+    already used); with attachments the body may be empty. Locks the room row
+    until commit. Idempotent on ``client_id``: a resend returns the stored
+    message with ``created`` False and emits nothing (and is not screened
+    again). Emits ``chat.message`` (envelope ``seq``) after commit. The
+    sender's read marker moves to the new message.
     """
     user_id = actor_user_id(actor)
     client_id = _clean_client_id(client_id)
@@ -98,7 +148,8 @@ def message_send(
 
     def stored() -> Message | None:
         return (
-            Message.objects.select_related("sender", "reply_to")
+            Message.objects.select_related(*_RENDERED)
+            .prefetch_related("attachments")
             .filter(room=room, sender_id=user_id, client_id=client_id)
             .first()
         )
@@ -107,8 +158,10 @@ def message_send(
     existing = stored()
     if existing is not None:
         return existing, False
-    body = _clean_body(body)
-    _check_may_post(membership)
+    attachment_ids = _clean_attachment_ids(attachments)
+    body = _clean_body(body, allow_empty=bool(attachment_ids))
+    member_check_may_post(membership)
+    _claimable_attachments(room=room, user_id=user_id, attachment_ids=attachment_ids)
     reply_to = None
     if reply_to_seq is not None:
         reply_to = Message.objects.filter(room=room, seq=reply_to_seq).first()
@@ -116,6 +169,7 @@ def message_send(
             raise Invalid("reply_to_seq names no message of this room.", field="reply_to_seq")
     # Before the lock: moderators may query or count, and a reject (Moderated) stores nothing.
     verdict = moderation_screen(room=room, sender_id=user_id, body=body)
+    stored_body, key_id = room_seal_text(room=room, text=body)
 
     # The lock serialises senders of this room from here to commit; reading
     # last_seq under it is what makes seqs gap-free.
@@ -129,7 +183,8 @@ def message_send(
                 seq=seq,
                 sender_id=user_id,
                 client_id=client_id,
-                body=body,
+                body=stored_body,
+                body_key_id=key_id,
                 reply_to=reply_to,
                 moderation_status=verdict.status,
                 moderation_reason=verdict.reason,
@@ -140,9 +195,20 @@ def message_send(
         if existing is None:
             raise
         return existing, False
+    if attachment_ids:
+        # Conditional: an upload claimed or purged since the check above fails the
+        # whole send (rolled back, seq not taken) instead of moving files between messages.
+        claimed = Attachment.objects.filter(pk__in=attachment_ids, message__isnull=True).update(message=message)
+        if claimed != len(attachment_ids):
+            raise Conflict(
+                "An attachment is already part of a message.",
+                details={"fields": {"attachments": ["Already part of a message."]}},
+            )
+    if room.encrypted:
+        message_index(message=message, text=body)
     Room.objects.filter(pk=room.pk).update(last_seq=seq)
     RoomMember.objects.filter(pk=membership.pk, last_read_seq__lt=seq).update(last_read_seq=seq)
-    message = Message.objects.select_related("sender", "reply_to").get(pk=message.pk)
+    message = Message.objects.select_related(*_RENDERED).prefetch_related("attachments").get(pk=message.pk)
     chat_event_send(
         tenant_id=room.tenant_id,
         room_id=room.pk,
@@ -157,24 +223,44 @@ def message_edit(*, actor: Principal, room_id: int, seq: int, body: str) -> Mess
     """Change the body of one's own message; the previous body goes to ``MessageEdit``.
 
     Only the sender, while a member and not muted; a tombstone is ``Conflict``.
-    An unchanged body is a no-op (nothing stored or emitted). Emits ``chat.edited``.
+    An unchanged body is a no-op (nothing stored, screened or emitted). The new
+    body passes the moderation pipeline as a send does: a reject raises
+    ``Moderated`` and changes nothing; a flag stores the edit and marks the
+    message flagged for moderators (an allow leaves an earlier flag in place).
+    A message with attachments may be edited to an empty body. Emits ``chat.edited``.
     """
     user_id = actor_user_id(actor)
     membership = room_get_for_member(actor=actor, room_id=room_id)
-    body = _clean_body(body)
-    message = message_get(room=membership.room, seq=seq)
+    room = membership.room
+    message = message_get(room=room, seq=seq)
     if message.sender_id != user_id:
         raise Forbidden("Only the sender can edit a message.")
-    _check_may_post(membership)
-    message = Message.objects.select_for_update(of=("self",)).select_related("sender", "reply_to").get(pk=message.pk)
+    member_check_may_post(membership)
+    message = (
+        Message.objects.select_for_update(of=("self",))
+        .select_related(*_RENDERED)
+        .prefetch_related("attachments")
+        .get(pk=message.pk)
+    )
     if message.deleted_at is not None:
         raise Conflict("The message was deleted.")
-    if message.body == body:
+    body = _clean_body(body, allow_empty=bool(message.attachments.all()))
+    if message.text == body:
         return message
-    MessageEdit.objects.create(message=message, previous_body=message.body, edited_by_id=user_id)
-    message.body = body
+    verdict = moderation_screen(room=room, sender_id=user_id, body=body)
+    # The previous body moves to the history as stored (same ciphertext, same key).
+    MessageEdit.objects.create(
+        message=message, previous_body=message.body, key_id=message.body_key_id, edited_by_id=user_id
+    )
+    message.body, message.body_key_id = room_seal_text(room=room, text=body)
     message.edited_at = timezone.now()
-    message.save(update_fields=["body", "edited_at"])
+    update_fields = ["body", "body_key_id", "edited_at"]
+    if verdict.status == ModerationStatus.FLAGGED:
+        message.moderation_status, message.moderation_reason = verdict.status, verdict.reason
+        update_fields += ["moderation_status", "moderation_reason"]
+    message.save(update_fields=update_fields)
+    if room.encrypted:
+        message_index(message=message, text=body)
     chat_event_send(
         tenant_id=message.tenant_id,
         room_id=message.room_id,
@@ -192,7 +278,9 @@ def message_delete(*, actor: Principal, room_id: int, seq: int, context: Request
     also erases the edit history (they retracted it); a moderator's delete
     keeps it and adds the deleted body to it for review, and is audited
     (``chat.message.deleted_by_moderator``). Idempotent: deleting a tombstone
-    returns it and emits nothing. Emits ``chat.deleted``.
+    returns it and emits nothing. The message's attachments are deleted, rows
+    at once and files after commit, and it leaves the search index. Emits
+    ``chat.deleted``.
     """
     user_id = actor_user_id(actor)
     if actor_is_tenant_moderator(actor):
@@ -206,13 +294,15 @@ def message_delete(*, actor: Principal, room_id: int, seq: int, context: Request
     room_moderator = membership is not None and membership.role in ROOM_MODERATOR_ROLES
     if not (is_sender or room_moderator or actor_is_tenant_moderator(actor)):
         raise Forbidden("Only the sender or a moderator can delete this message.")
-    message = Message.objects.select_for_update(of=("self",)).select_related("sender", "reply_to").get(pk=message.pk)
+    message = Message.objects.select_for_update(of=("self",)).select_related(*_RENDERED).get(pk=message.pk)
     if message.deleted_at is not None:
         return message
     if is_sender:
         MessageEdit.objects.filter(message=message).delete()
     else:
-        MessageEdit.objects.create(message=message, previous_body=message.body, edited_by_id=user_id)
+        MessageEdit.objects.create(
+            message=message, previous_body=message.body, key_id=message.body_key_id, edited_by_id=user_id
+        )
         audit_record(
             action=AuditAction.CHAT_MESSAGE_DELETED_BY_MODERATOR,
             actor=Actor.from_principal(actor),
@@ -222,10 +312,14 @@ def message_delete(*, actor: Principal, room_id: int, seq: int, context: Request
             context=context,
             details={"room_id": room.pk, "seq": message.seq, "sender_id": message.sender_id},
         )
-    message.body = ""
+    files = list(Attachment.objects.filter(message=message).values_list("storage_name", flat=True))
+    Attachment.objects.filter(message=message).delete()
+    attachment_files_delete_on_commit(files)
+    message_index(message=message, text="")
+    message.body, message.body_key_id = "", ""
     message.deleted_at = timezone.now()
     message.deleted_by_id = user_id
-    message.save(update_fields=["body", "deleted_at", "deleted_by"])
+    message.save(update_fields=["body", "body_key_id", "deleted_at", "deleted_by"])
     chat_event_send(
         tenant_id=room.tenant_id,
         room_id=room.pk,
@@ -242,7 +336,7 @@ def _clean_emoji(emoji: object) -> str:
 
 def _reaction_target(*, actor: Principal, room_id: int, seq: int) -> Message:
     membership = room_get_for_member(actor=actor, room_id=room_id)
-    _check_may_post(membership)
+    member_check_may_post(membership)
     message = message_get(room=membership.room, seq=seq)
     if message.deleted_at is not None:
         raise Conflict("The message was deleted.")

@@ -21,6 +21,7 @@ from audit.constants import AuditAction
 from audit.services import NO_CONTEXT, Actor, RequestContext, audit_record
 
 from ..constants import ROOM_MODERATOR_ROLES, ROOM_NAME_MAX_LENGTH, MemberChange, RoomKind, RoomRole
+from ..crypto import encryption_available
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..events import (
     RoomInvitedEvent,
@@ -91,10 +92,14 @@ def _audit(*, action: str, actor: Principal, room: Room, user_id: int, context: 
 
 
 @transaction.atomic
-def room_create(*, actor: Principal, name: str, kind: str = RoomKind.PUBLIC, topic: str = "") -> Room:
+def room_create(
+    *, actor: Principal, name: str, kind: str = RoomKind.PUBLIC, topic: str = "", encrypted: bool = False
+) -> Room:
     """Create a public or private room; the creator becomes its owner.
 
-    Names are unique per tenant (``Conflict``). Direct rooms are opened with
+    Names are unique per tenant (``Conflict``). ``encrypted`` stores the room's
+    bodies and files encrypted at rest (``chat.crypto``); it needs
+    ``CHAT_ENCRYPTION_KEYS`` (``Invalid`` without). Direct rooms are opened with
     ``direct_room_open``. Emits nothing: nobody else is in the room yet.
     """
     user_id = actor_user_id(actor)
@@ -103,12 +108,21 @@ def room_create(*, actor: Principal, name: str, kind: str = RoomKind.PUBLIC, top
         raise Invalid(f"A room name has 1 to {ROOM_NAME_MAX_LENGTH} characters.", field="name")
     if kind not in (RoomKind.PUBLIC, RoomKind.PRIVATE):
         raise Invalid("kind is public or private.", field="kind")
+    if encrypted and not encryption_available():
+        raise Invalid(
+            "Encrypted rooms are not available: the server has no encryption keys configured.", field="encrypted"
+        )
     if Room.objects.for_tenant(actor.tenant_id).filter(name=name).exclude(kind=RoomKind.DIRECT).exists():
         raise Conflict("A room with this name exists.", details={"fields": {"name": ["Already taken."]}})
     try:
         with transaction.atomic():
             room = Room.objects.create(
-                tenant_id=actor.tenant_id, name=name, kind=kind, topic=topic.strip(), created_by_id=user_id
+                tenant_id=actor.tenant_id,
+                name=name,
+                kind=kind,
+                topic=topic.strip(),
+                encrypted=bool(encrypted),
+                created_by_id=user_id,
             )
     except IntegrityError:
         # Lost a race with a concurrent create of the same name.

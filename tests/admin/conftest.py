@@ -10,7 +10,7 @@ from accounts.constants import ApiScope, Role
 from accounts.services.api_clients import api_client_create
 from audit.constants import AuditAction
 from audit.services import Actor, RequestContext, audit_record
-from chat.models import BlockedWord, Message, Room, RoomBan, RoomInvitation, RoomMember
+from chat.models import Attachment, BlockedWord, Message, Room, RoomBan, RoomInvitation, RoomMember
 from playlists.models import Playlist, PlaylistItem, Track
 from tests.factories import TenantFactory, UserFactory
 
@@ -74,6 +74,17 @@ def make_rows(*, tag: str) -> dict[type, object]:
         RoomBan: ban,
         RoomInvitation: invitation,
         Message: message,
+        Attachment: Attachment.objects.create(
+            tenant=tenant,
+            room=room,
+            uploader=user,
+            message=message,
+            name=f"photo-{tag}.png",
+            content_type="image/png",
+            size=1234,
+            sha256="0" * 64,
+            storage_name=f"chat/attachments/{tenant.pk}/{tag}",
+        ),
         BlockedWord: BlockedWord.objects.create(tenant=tenant, phrase=f"spam-{tag}", created_by=user),
         Track: track,
         Playlist: playlist,

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from cryptography.fernet import Fernet
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
 from accounts.constants import Role
@@ -26,8 +29,33 @@ requires_postgres = pytest.mark.skipif(
 )
 
 
+# Two encryption keys for the whole run: "k1" older, "k2" newer.
+KEY_OLD = f"k1:{Fernet.generate_key().decode()}"
+KEY_NEW = f"k2:{Fernet.generate_key().decode()}"
+
+# The smallest PNG a sniffer accepts: its signature and the start of its header.
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(64))
+
+
 def as_principal(user):
     return principal_for_user(user)
+
+
+def png_upload(name: str = "photo.png", *, content: bytes = PNG, content_type: str = "image/png"):
+    return SimpleUploadedFile(name, content, content_type=content_type)
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Uploads of each test go to a directory of its own."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def encryption_keys(settings):
+    """One key configured, as after the first deployment with encryption."""
+    settings.CHAT_ENCRYPTION_KEYS = [KEY_OLD]
+    return settings
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +98,12 @@ def carol_p(carol):
 @pytest.fixture
 def dave_p(other_user):
     return as_principal(other_user)
+
+
+@pytest.fixture
+def people(alice_p, bob_p, carol_p, dave_p):
+    """The four principals at once: alice, bob and carol of one tenant, dave of another."""
+    return SimpleNamespace(alice=alice_p, bob=bob_p, carol=carol_p, dave=dave_p)
 
 
 @pytest.fixture

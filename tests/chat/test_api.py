@@ -111,7 +111,17 @@ def test_send_is_201_then_200_on_resend_and_lists_newest_first(alice, alice_p):
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == first.json()
-    assert set(first.json()) == {"id", "seq", "sender", "body", "reply_to_seq", "created_at", "edited_at", "deleted"}
+    assert set(first.json()) == {
+        "id",
+        "seq",
+        "sender",
+        "body",
+        "reply_to_seq",
+        "created_at",
+        "edited_at",
+        "deleted",
+        "attachments",
+    }
     assert first.json()["body"] == "<b>hi</b>"
     page = alice.get(url, {"page_size": 1}).json()
     assert [m["seq"] for m in page["results"]] == [2] and page["results"][0]["reply_to_seq"] == 1

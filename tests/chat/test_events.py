@@ -23,7 +23,18 @@ def _one(messages: list[dict]) -> dict:
 
 
 def _message_shape(payload: dict, *, seq: int, sender, body: str, deleted: bool = False) -> None:
-    assert set(payload) == {"id", "seq", "sender", "body", "reply_to_seq", "created_at", "edited_at", "deleted"}
+    assert set(payload) == {
+        "id",
+        "seq",
+        "sender",
+        "body",
+        "reply_to_seq",
+        "created_at",
+        "edited_at",
+        "deleted",
+        "attachments",
+    }
+    assert payload["attachments"] == []
     assert payload["seq"] == seq
     assert payload["sender"] == {"id": sender.user_id, "username": sender.username}
     assert (payload["body"], payload["deleted"]) == (body, deleted)

@@ -43,3 +43,28 @@ async def test_rejected_and_flagged_messages_over_the_socket(live_server_url, us
 
     stored = await database_sync_to_async(lambda: list(Message.objects.values_list("seq", "moderation_status")))()
     assert stored == [(1, ModerationStatus.FLAGGED)]
+
+
+async def test_edits_are_moderated_over_the_socket(live_server_url, user, bob, room):
+    async with ws_client(live_server_url, user) as alice, ws_client(live_server_url, bob) as bobs:
+        await joined(alice, room)
+        await joined(bobs, room)
+        assert (await alice.request("chat.message", room=room.pk, client_id="m", body="hello"))["type"] == "ack"
+        await bobs.expect("chat.message")
+
+        refused = await alice.request("chat.edit", room=room.pk, seq=1, body="buy followers now")
+        assert (refused["type"], refused["code"], refused["content"]) == (
+            "error",
+            "moderated",
+            {"reason": "blocked_word"},
+        )
+        flagged = await alice.request("chat.edit", room=room.pk, seq=1, body="hello spam")
+        assert flagged["type"] == "ack", flagged
+        edited = await bobs.expect("chat.edited")
+        assert edited["content"]["message"]["body"] == "hello spam"
+        assert await bobs.frames_of("chat.edited") == []
+
+    stored = await database_sync_to_async(
+        lambda: list(Message.objects.values_list("body", "moderation_status", "moderation_reason"))
+    )()
+    assert stored == [("hello spam", ModerationStatus.FLAGGED, "Blocked words: spam")]
