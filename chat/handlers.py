@@ -24,6 +24,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts.principals import Principal
+from realtime.batching import Batcher
 from realtime.groups import room_topic
 from realtime.presence import PresenceChange, PresenceState, presence_get
 from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply, encode, envelope
@@ -34,7 +35,14 @@ from .errors import ChatError
 from .events import chat_message_frame, message_payload_dict
 from .selectors import messages_after, messages_page, room_get_for_member, room_members, rooms_for_user
 from .services.ephemeral import presence_broadcast, typing_signal
-from .services.messages import message_delete, message_edit, message_send, reaction_add, reaction_remove
+from .services.messages import (
+    SendRequest,
+    message_delete,
+    message_edit,
+    message_send_many,
+    reaction_add,
+    reaction_remove,
+)
 from .services.reads import read_mark
 from .services.rooms import room_join, room_leave
 
@@ -223,12 +231,17 @@ async def handle_room_invited_event(conn: Connection, event: dict[str, Any]) -> 
 # --- chat.* -------------------------------------------------------------------------------
 
 
+# Sends that reach a process while its previous batch is being written are
+# stored together, up to this many per transaction (realtime.batching).
+SEND_BATCH_MAX = 100
+_sends = Batcher(message_send_many, max_batch=SEND_BATCH_MAX)
+
+
 @registry.message("chat.message")
 async def handle_chat_message(conn: Connection, message: ClientMessage) -> Reply:
     room_id = _room_id(message)
     content = message.content
-    sent, created = await _call(
-        message_send,
+    request = SendRequest(
         actor=conn.principal,
         room_id=room_id,
         client_id=_string(content, "client_id"),
@@ -236,6 +249,11 @@ async def handle_chat_message(conn: Connection, message: ClientMessage) -> Reply
         reply_to_seq=_seq(content, "reply_to_seq", required=False),
         attachments=_ids(content, "attachments"),
     )
+    # Stored with the other sends that reach this process meanwhile (group commit).
+    outcome = await _sends.submit(request)
+    if isinstance(outcome, ChatError):
+        raise ProtocolError(outcome.code, outcome.message, details=outcome.details)
+    sent, created = outcome
     return Reply("ack", {"seq": sent.seq, "message_id": sent.pk, "created": created})
 
 

@@ -16,7 +16,9 @@ own; what they count lives in the cache (Redis when configured, so every
 process shares it) and what they are configured with lives in the database.
 The three shipped ones are enabled by default: ``FloodModerator``,
 ``RepeatModerator`` and ``BlockedWordsModerator``. Only
-``chat.services.messages.message_send`` calls the pipeline; the rules as
+``chat.services.messages`` calls the pipeline (``moderation_screen``, or
+``moderation_screen_many`` for a batch of sends, where each moderator sees
+the batch at once through ``Moderator.check_many``); the rules as
 clients see them are in docs/api.md, "Moderation".
 """
 
@@ -27,11 +29,13 @@ import logging
 import re
 import unicodedata
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property, lru_cache
 from typing import ClassVar
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.utils.module_loading import import_string
@@ -125,6 +129,11 @@ class Moderator(ABC):
     @abstractmethod
     def check(self, submission: Submission) -> Verdict: ...
 
+    def check_many(self, submissions: Sequence[Submission]) -> list[Verdict]:
+        """The verdicts on several submissions at once (the hub screens a batch of
+        messages together). Override when one round trip can serve them all."""
+        return [self.check(submission) for submission in submissions]
+
 
 def window_hit(key: str, *, window: int) -> int:
     """Count one event under ``key`` in a fixed window of ``window`` seconds that
@@ -146,6 +155,46 @@ def window_hit(key: str, *, window: int) -> int:
         return 0
 
 
+def window_hits(keys: Sequence[str], *, window: int) -> list[int]:
+    """``window_hit`` for several keys (repeats count in order) in one Redis round
+    trip when the cache is Redis, with the same keys and the same fail-open rule."""
+    if not keys:
+        return []
+    client = _redis_client()
+    if client is None:
+        return [window_hit(key, window=window) for key in keys]
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                cache_key = cache.make_and_validate_key(key)
+                pipe.incr(cache_key)
+                # The window opens with its first event: set the expiry only then.
+                pipe.expire(cache_key, window, nx=True)
+            results = pipe.execute()
+    except Exception:
+        logger.exception("moderation counters unavailable", extra={"keys": len(keys)})
+        return [0] * len(keys)
+    return [int(count) for count in results[0::2]]
+
+
+@lru_cache(maxsize=1)
+def _redis_client_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        max_connections=settings.REDIS_MAX_CONNECTIONS,
+        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+    )
+
+
+def _redis_client() -> redis.Redis | None:
+    """A client on the cache's Redis (the counters are the cache's keys), or None
+    when the cache is not Redis (the embedded default)."""
+    if not settings.REDIS_URL or not settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        return None
+    return _redis_client_for(settings.CACHES["default"]["LOCATION"])
+
+
 class FloodModerator(Moderator):
     """Rejects a user's message in a room beyond ``CHAT_FLOOD_MAX_MESSAGES`` within
     ``CHAT_FLOOD_WINDOW_SECONDS``. Every attempt counts, rejected ones included,
@@ -154,11 +203,13 @@ class FloodModerator(Moderator):
     name = "flood"
 
     def check(self, submission: Submission) -> Verdict:
+        return self.check_many([submission])[0]
+
+    def check_many(self, submissions: Sequence[Submission]) -> list[Verdict]:
         limit, window = settings.CHAT_FLOOD_MAX_MESSAGES, settings.CHAT_FLOOD_WINDOW_SECONDS
-        key = f"chat:mod:flood:t{submission.tenant_id}:r{submission.room.pk}:u{submission.sender_id}"
-        if window_hit(key, window=window) > limit:
-            return reject(self.name, f"Too many messages: at most {limit} every {window} seconds. Slow down.")
-        return ALLOW
+        keys = [f"chat:mod:flood:t{s.tenant_id}:r{s.room.pk}:u{s.sender_id}" for s in submissions]
+        refusal = reject(self.name, f"Too many messages: at most {limit} every {window} seconds. Slow down.")
+        return [refusal if count > limit else ALLOW for count in window_hits(keys, window=window)]
 
 
 class RepeatModerator(Moderator):
@@ -169,12 +220,16 @@ class RepeatModerator(Moderator):
     name = "repeat"
 
     def check(self, submission: Submission) -> Verdict:
+        return self.check_many([submission])[0]
+
+    def check_many(self, submissions: Sequence[Submission]) -> list[Verdict]:
         limit, window = settings.CHAT_REPEAT_MAX_MESSAGES, settings.CHAT_REPEAT_WINDOW_SECONDS
-        digest = hashlib.sha256(submission.text.casefold().encode()).hexdigest()[:32]
-        key = f"chat:mod:repeat:t{submission.tenant_id}:r{submission.room.pk}:u{submission.sender_id}:{digest}"
-        if window_hit(key, window=window) > limit:
-            return reject(self.name, "You have sent this message too many times.")
-        return ALLOW
+        keys = []
+        for s in submissions:
+            digest = hashlib.sha256(s.text.casefold().encode()).hexdigest()[:32]
+            keys.append(f"chat:mod:repeat:t{s.tenant_id}:r{s.room.pk}:u{s.sender_id}:{digest}")
+        refusal = reject(self.name, "You have sent this message too many times.")
+        return [refusal if count > limit else ALLOW for count in window_hits(keys, window=window)]
 
 
 @lru_cache(maxsize=4096)
@@ -196,7 +251,17 @@ class BlockedWordsModerator(Moderator):
     name = "blocked_word"
 
     def check(self, submission: Submission) -> Verdict:
-        rules = BlockedWord.objects.filter(tenant_id=submission.tenant_id).values_list("phrase", "action")
+        return self.check_many([submission])[0]
+
+    def check_many(self, submissions: Sequence[Submission]) -> list[Verdict]:
+        rules: dict[int, list[tuple[str, str]]] = {}
+        for phrase_tenant, phrase, action in BlockedWord.objects.filter(
+            tenant_id__in={s.tenant_id for s in submissions}
+        ).values_list("tenant_id", "phrase", "action"):
+            rules.setdefault(phrase_tenant, []).append((phrase, action))
+        return [self._judge(s, rules.get(s.tenant_id, ())) for s in submissions]
+
+    def _judge(self, submission: Submission, rules) -> Verdict:
         flagged: list[str] = []
         for phrase, action in rules:
             pattern = phrase_pattern(phrase)
@@ -224,13 +289,28 @@ def moderators() -> tuple[Moderator, ...]:
 def moderation_run(submission: Submission) -> Verdict:
     """Run the pipeline on ``submission`` and combine the verdicts: the first reject,
     else one flag carrying every flag's code and reason, else allow."""
-    flags: list[Verdict] = []
+    return moderation_run_many([submission])[0]
+
+
+def moderation_run_many(submissions: Sequence[Submission]) -> list[Verdict]:
+    """``moderation_run`` for several submissions, each moderator seeing together
+    those that no earlier moderator rejected."""
+    rejected: dict[int, Verdict] = {}
+    flags: list[list[Verdict]] = [[] for _ in submissions]
     for moderator in moderators():
-        verdict = moderator.check(submission)
-        if verdict.decision == Decision.REJECT:
-            return verdict
-        if verdict.decision == Decision.FLAG:
-            flags.append(verdict)
+        open_ones = [index for index in range(len(submissions)) if index not in rejected]
+        if not open_ones:
+            break
+        verdicts = moderator.check_many([submissions[index] for index in open_ones])
+        for index, verdict in zip(open_ones, verdicts, strict=True):
+            if verdict.decision == Decision.REJECT:
+                rejected[index] = verdict
+            elif verdict.decision == Decision.FLAG:
+                flags[index].append(verdict)
+    return [rejected[index] if index in rejected else _combined(flags[index]) for index in range(len(submissions))]
+
+
+def _combined(flags: list[Verdict]) -> Verdict:
     if not flags:
         return ALLOW
     codes = ",".join(dict.fromkeys(verdict.code for verdict in flags))
@@ -243,11 +323,31 @@ def moderation_run(submission: Submission) -> Verdict:
 def moderation_screen(*, room: Room, sender_id: int, body: str) -> Verdict:
     """Screen a message before it is stored: returns the verdict to store it with
     (allow or flag), or raises ``Moderated`` (``details.reason`` = the rule's code)."""
-    verdict = moderation_run(Submission(tenant_id=room.tenant_id, room=room, sender_id=sender_id, body=body))
-    if verdict.decision == Decision.REJECT:
+    [outcome] = moderation_screen_many([(room, sender_id, body)])
+    if isinstance(outcome, Moderated):
+        raise outcome
+    return outcome
+
+
+def moderation_screen_many(items: Sequence[tuple[Room, int, str]]) -> list[Verdict | Moderated]:
+    """``moderation_screen`` for several (room, sender id, body) at once: a reject
+    comes back as its ``Moderated`` error in its place instead of being raised."""
+    submissions = [
+        Submission(tenant_id=room.tenant_id, room=room, sender_id=sender, body=body) for room, sender, body in items
+    ]
+    outcomes: list[Verdict | Moderated] = []
+    for submission, verdict in zip(submissions, moderation_run_many(submissions), strict=True):
+        if verdict.decision != Decision.REJECT:
+            outcomes.append(verdict)
+            continue
         logger.info(
             "chat message rejected by moderation",
-            extra={"tenant_id": room.tenant_id, "room_id": room.pk, "user_id": sender_id, "rule": verdict.code},
+            extra={
+                "tenant_id": submission.tenant_id,
+                "room_id": submission.room.pk,
+                "user_id": submission.sender_id,
+                "rule": verdict.code,
+            },
         )
-        raise Moderated(verdict.reason, details={"reason": verdict.code})
-    return verdict
+        outcomes.append(Moderated(verdict.reason, details={"reason": verdict.code}))
+    return outcomes

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -116,22 +117,29 @@ def room_members(*, room: Room) -> QuerySet[RoomMember]:
     return RoomMember.objects.filter(room=room).select_related("user")
 
 
-def room_ban_active(*, room: Room, user_id: int) -> RoomBan | None:
-    """The user's ban from the room if it is still in force."""
-    return (
-        RoomBan.objects.filter(room=room, user_id=user_id)
-        .filter(Q(until__isnull=True) | Q(until__gt=timezone.now()))
-        .first()
+def room_bans_active(*, room_ids: Iterable[int], user_ids: Iterable[int]) -> QuerySet[RoomBan]:
+    """Bans still in force of any of ``user_ids`` from any of ``room_ids``."""
+    return RoomBan.objects.filter(room_id__in=room_ids, user_id__in=user_ids).filter(
+        Q(until__isnull=True) | Q(until__gt=timezone.now())
     )
 
 
-def member_check_may_post(membership: RoomMember) -> None:
+def room_ban_active(*, room: Room, user_id: int) -> RoomBan | None:
+    """The user's ban from the room if it is still in force."""
+    return room_bans_active(room_ids=[room.pk], user_ids=[user_id]).first()
+
+
+def member_check_may_post(membership: RoomMember, *, banned: bool | None = None) -> None:
     """Muted and banned members, and archived rooms, take no new content
-    (messages, edits, reactions, uploads): ``Forbidden`` or ``Conflict``."""
+    (messages, edits, reactions, uploads): ``Forbidden`` or ``Conflict``.
+    ``banned``: whether a ban is in force, when the caller already read it
+    (``room_bans_active`` for a batch); looked up otherwise."""
     room = membership.room
     if membership.muted_until is not None and membership.muted_until > timezone.now():
         raise Forbidden("You are muted in this room.", details={"muted_until": membership.muted_until.isoformat()})
-    if room_ban_active(room=room, user_id=membership.user_id) is not None:
+    if banned is None:
+        banned = room_ban_active(room=room, user_id=membership.user_id) is not None
+    if banned:
         raise Forbidden("You are banned from this room.")
     if room.archived_at is not None:
         raise Conflict("The room is archived.")

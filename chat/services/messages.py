@@ -3,7 +3,9 @@
 Sequencing: ``message_send`` locks the room row (``SELECT … FOR UPDATE``),
 takes ``last_seq + 1`` and inserts, in one transaction, so seqs are strictly
 increasing and gap-free per room even with concurrent senders; the message is
-persisted before it is broadcast (after commit). A resend with the same
+persisted before it is broadcast (after commit). ``message_send_many`` is the
+same use case for a batch of sends (the hub's group commit): ``message_send``
+is a batch of one, so both follow one code path. A resend with the same
 ``client_id`` returns the stored message (``created`` False) thanks to the
 (room, sender, client_id) constraint. docs/api.md, "Chat", describes how
 clients use seqs to resume.
@@ -17,7 +19,12 @@ and edit history are stored encrypted and indexed by keyed word hashes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from django.db import IntegrityError, transaction
+from django.db.models import BigIntegerField, Case, Value, When, prefetch_related_objects
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.principals import Principal
@@ -33,7 +40,7 @@ from ..constants import (
     ModerationStatus,
     ReactionAction,
 )
-from ..errors import Conflict, Forbidden, Invalid
+from ..errors import ChatError, Conflict, Forbidden, Invalid
 from ..events import (
     ChatDeletedEvent,
     ChatEditedEvent,
@@ -44,12 +51,13 @@ from ..events import (
     message_payload,
 )
 from ..models import Attachment, Message, MessageEdit, Reaction, Room, RoomMember
-from ..moderation import moderation_screen
+from ..moderation import moderation_screen, moderation_screen_many
 from ..selectors import (
     actor_is_tenant_moderator,
     actor_user_id,
     member_check_may_post,
     message_get,
+    room_bans_active,
     room_get_for_member,
     room_get_in_tenant,
 )
@@ -94,10 +102,11 @@ def _claimable_attachments(*, room: Room, user_id: int, attachment_ids: list[int
     tenant, nothing) get one answer, so none of them is revealed to exist."""
     if not attachment_ids:
         return
+    # Locked until commit: no other send can claim them between here and the insert.
     found = dict(
-        Attachment.objects.filter(
-            tenant_id=room.tenant_id, room=room, uploader_id=user_id, pk__in=attachment_ids
-        ).values_list("pk", "message_id")
+        Attachment.objects.select_for_update()
+        .filter(tenant_id=room.tenant_id, room=room, uploader_id=user_id, pk__in=attachment_ids)
+        .values_list("pk", "message_id")
     )
     if len(found) != len(attachment_ids):
         raise Invalid("attachments must name your own uploads to this room.", field="attachments")
@@ -118,7 +127,23 @@ def _actor_ref(actor: Principal) -> UserRef:
     return UserRef(id=actor.user_id, username=actor.username or "")
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class SendRequest:
+    """The arguments of one ``message_send``, as ``message_send_many`` takes them."""
+
+    actor: Principal
+    room_id: int
+    client_id: str
+    body: str
+    reply_to_seq: int | None = None
+    attachments: list[int] | None = None
+
+
+# What each request of ``message_send_many`` came to: ``(message, created)`` or
+# the domain error ``message_send`` would have raised for it alone.
+SendOutcome = tuple[Message, bool] | ChatError
+
+
 def message_send(
     *,
     actor: Principal,
@@ -141,81 +166,231 @@ def message_send(
     again). Emits ``chat.message`` (envelope ``seq``) after commit. The
     sender's read marker moves to the new message.
     """
-    user_id = actor_user_id(actor)
-    client_id = _clean_client_id(client_id)
-    membership = room_get_for_member(actor=actor, room_id=room_id)
-    room = membership.room
+    request = SendRequest(actor, room_id, client_id, body, reply_to_seq, attachments)
+    [outcome] = message_send_many([request])
+    if isinstance(outcome, ChatError):
+        raise outcome
+    return outcome
 
-    def stored() -> Message | None:
-        return (
-            Message.objects.select_related(*_RENDERED)
-            .prefetch_related("attachments")
-            .filter(room=room, sender_id=user_id, client_id=client_id)
-            .first()
+
+@dataclass
+class _NewMessage:
+    index: int
+    request: SendRequest
+    membership: RoomMember
+    body: str
+    attachment_ids: list[int]
+    reply_to: Message | None
+    message: Message | None = None
+
+
+@transaction.atomic
+def message_send_many(requests: Sequence[SendRequest]) -> list[SendOutcome]:
+    """``message_send`` for several requests (any rooms, senders and tenants) in one
+    transaction: the same rules and outcomes, in the order given, for a fixed
+    number of queries and Redis round trips whatever their number. A request
+    that fails gets its error in its place and the others go on.
+
+    The hub hands it every ``chat.message`` that arrived while the previous
+    batch was being written (``realtime.batching``), which is what lets one
+    process store thousands of messages a second. Rooms are locked in id order,
+    so concurrent batches never deadlock; within a room, seqs follow the order
+    of the requests.
+    """
+    outcomes: list[SendOutcome | None] = [None] * len(requests)
+    memberships = _memberships_of(requests)
+    stored = _stored_messages(requests)
+    banned = _banned_pairs(memberships.values())
+    first_of_key: dict[tuple[int, int, str], int] = {}
+    repeats: list[tuple[int, int]] = []
+    new: list[_NewMessage] = []
+    for index, request in enumerate(requests):
+        try:
+            user_id = actor_user_id(request.actor)
+            client_id = _clean_client_id(request.client_id)
+            key = (request.room_id, user_id, client_id)
+            membership = memberships.get((request.actor.tenant_id, *key[:2]))
+            if membership is None:
+                membership = room_get_for_member(actor=request.actor, room_id=request.room_id)
+            # A retry is answered before any check or lock: it was accepted once.
+            if key in stored:
+                outcomes[index] = (stored[key], False)
+                continue
+            if key in first_of_key:
+                repeats.append((index, first_of_key[key]))
+                continue
+            attachment_ids = _clean_attachment_ids(request.attachments)
+            body = _clean_body(request.body, allow_empty=bool(attachment_ids))
+            member_check_may_post(membership, banned=(request.room_id, user_id) in banned)
+            _claimable_attachments(room=membership.room, user_id=user_id, attachment_ids=attachment_ids)
+            reply_to = _reply_target(room=membership.room, reply_to_seq=request.reply_to_seq)
+        except ChatError as exc:
+            outcomes[index] = exc
+            continue
+        first_of_key[key] = index
+        new.append(_NewMessage(index, request, membership, body, attachment_ids, reply_to))
+
+    # Before the lock: moderators may query or count, and a reject stores nothing.
+    verdicts = moderation_screen_many([(item.membership.room, item.membership.user_id, item.body) for item in new])
+    accepted: list[_NewMessage] = []
+    for item, verdict in zip(new, verdicts, strict=True):
+        if isinstance(verdict, ChatError):
+            outcomes[item.index] = verdict
+            continue
+        room = item.membership.room
+        stored_body, key_id = room_seal_text(room=room, text=item.body)
+        item.message = Message(
+            tenant_id=room.tenant_id,
+            room=room,
+            sender=item.membership.user,
+            client_id=item.request.client_id,
+            body=stored_body,
+            body_key_id=key_id,
+            reply_to=item.reply_to,
+            moderation_status=verdict.status,
+            moderation_reason=verdict.reason,
         )
+        accepted.append(item)
 
-    # A retry is answered before any check or lock: it was accepted once.
-    existing = stored()
-    if existing is not None:
-        return existing, False
-    attachment_ids = _clean_attachment_ids(attachments)
-    body = _clean_body(body, allow_empty=bool(attachment_ids))
-    member_check_may_post(membership)
-    _claimable_attachments(room=room, user_id=user_id, attachment_ids=attachment_ids)
-    reply_to = None
-    if reply_to_seq is not None:
-        reply_to = Message.objects.filter(room=room, seq=reply_to_seq).first()
-        if reply_to is None:
-            raise Invalid("reply_to_seq names no message of this room.", field="reply_to_seq")
-    # Before the lock: moderators may query or count, and a reject (Moderated) stores nothing.
-    verdict = moderation_screen(room=room, sender_id=user_id, body=body)
-    stored_body, key_id = room_seal_text(room=room, text=body)
+    inserted = _insert_in_seq_order(accepted, stored=stored)
+    for item in accepted:
+        if item not in inserted:
+            # A concurrent resend of the same client_id committed first.
+            key = (item.request.room_id, item.membership.user_id, item.request.client_id)
+            outcomes[item.index] = (stored[key], False)
+    _after_insert(inserted)
+    for item in inserted:
+        outcomes[item.index] = (item.message, True)
+    for index, first in repeats:
+        outcome = outcomes[first]
+        outcomes[index] = outcome if isinstance(outcome, ChatError) else (outcome[0], False)
+    return outcomes
 
-    # The lock serialises senders of this room from here to commit; reading
-    # last_seq under it is what makes seqs gap-free.
-    locked = Room.objects.select_for_update().only("last_seq").get(pk=room.pk)
-    seq = locked.last_seq + 1
+
+def _memberships_of(requests: Sequence[SendRequest]) -> dict[tuple[int, int, int], RoomMember]:
+    """The senders' memberships of the rooms they post to, with room and user, by
+    (tenant, room, user). One query; requests without one are settled one by one."""
+    user_ids = {r.actor.user_id for r in requests if r.actor.user_id is not None}
+    room_ids = {r.room_id for r in requests if isinstance(r.room_id, int)}
+    if not user_ids or not room_ids:
+        return {}
+    rows = RoomMember.objects.select_related("room", "user").filter(
+        tenant_id__in={r.actor.tenant_id for r in requests}, room_id__in=room_ids, user_id__in=user_ids
+    )
+    return {(m.tenant_id, m.room_id, m.user_id): m for m in rows}
+
+
+def _stored_messages(requests: Sequence[SendRequest]) -> dict[tuple[int, int, str], Message]:
+    """Messages already stored under the requests' (room, sender, client_id): retries."""
+    client_ids = {r.client_id for r in requests if isinstance(r.client_id, str)}
+    user_ids = {r.actor.user_id for r in requests if r.actor.user_id is not None}
+    if not client_ids or not user_ids:
+        return {}
+    rows = (
+        Message.objects.select_related(*_RENDERED)
+        .prefetch_related("attachments")
+        .filter(room_id__in={r.room_id for r in requests}, sender_id__in=user_ids, client_id__in=client_ids)
+    )
+    return {(m.room_id, m.sender_id, m.client_id): m for m in rows}
+
+
+def _banned_pairs(memberships) -> set[tuple[int, int]]:
+    """(room, user) pairs among ``memberships`` with a ban in force. One query."""
+    memberships = list(memberships)
+    if not memberships:
+        return set()
+    rows = room_bans_active(
+        room_ids={m.room_id for m in memberships}, user_ids={m.user_id for m in memberships}
+    ).values_list("room_id", "user_id")
+    return set(rows)
+
+
+def _reply_target(*, room: Room, reply_to_seq: int | None) -> Message | None:
+    if reply_to_seq is None:
+        return None
+    reply_to = Message.objects.filter(room=room, seq=reply_to_seq).first()
+    if reply_to is None:
+        raise Invalid("reply_to_seq names no message of this room.", field="reply_to_seq")
+    return reply_to
+
+
+def _insert_in_seq_order(items: list[_NewMessage], *, stored: dict) -> list[_NewMessage]:
+    """Lock the rooms, number the messages and insert them; returns the inserted
+    items. The lock serialises senders of a room from here to commit; reading
+    ``last_seq`` under it is what makes seqs gap-free."""
+    if not items:
+        return []
+    room_ids = sorted({item.membership.room_id for item in items})
+    rooms = Room.objects.select_for_update().filter(pk__in=room_ids).order_by("pk").only("last_seq")
+    locked = {room.pk: room for room in rooms}
+    last_seq = {room_id: room.last_seq for room_id, room in locked.items()}
+    for item in items:
+        last_seq[item.membership.room_id] += 1
+        item.message.seq = last_seq[item.membership.room_id]
     try:
         with transaction.atomic():
-            message = Message.objects.create(
-                tenant_id=room.tenant_id,
-                room=room,
-                seq=seq,
-                sender_id=user_id,
-                client_id=client_id,
-                body=stored_body,
-                body_key_id=key_id,
-                reply_to=reply_to,
-                moderation_status=verdict.status,
-                moderation_reason=verdict.reason,
-            )
+            Message.objects.bulk_create([item.message for item in items])
+        inserted = items
     except IntegrityError:
-        # The same resend raced us and committed first: answer with its message.
-        existing = stored()
-        if existing is None:
-            raise
-        return existing, False
-    if attachment_ids:
-        # Conditional: an upload claimed or purged since the check above fails the
-        # whole send (rolled back, seq not taken) instead of moving files between messages.
-        claimed = Attachment.objects.filter(pk__in=attachment_ids, message__isnull=True).update(message=message)
-        if claimed != len(attachment_ids):
-            raise Conflict(
-                "An attachment is already part of a message.",
-                details={"fields": {"attachments": ["Already part of a message."]}},
+        # A resend with one of these client_ids raced us and committed first:
+        # insert one by one, numbering only what goes in.
+        inserted = []
+        last_seq = {room_id: room.last_seq for room_id, room in locked.items()}
+        for item in items:
+            item.message.pk = None
+            item.message.seq = last_seq[item.membership.room_id] + 1
+            try:
+                with transaction.atomic():
+                    item.message.save(force_insert=True)
+            except IntegrityError:
+                key = (item.request.room_id, item.membership.user_id, item.request.client_id)
+                existing = (
+                    Message.objects.select_related(*_RENDERED)
+                    .prefetch_related("attachments")
+                    .filter(room_id=key[0], sender_id=key[1], client_id=key[2])
+                    .first()
+                )
+                if existing is None:
+                    raise
+                stored[key] = existing
+                continue
+            last_seq[item.membership.room_id] = item.message.seq
+            inserted.append(item)
+    for room_id, room in locked.items():
+        room.last_seq = last_seq[room_id]
+    Room.objects.bulk_update(list(locked.values()), ["last_seq"])
+    return inserted
+
+
+def _after_insert(items: list[_NewMessage]) -> None:
+    """Claim attachments, index encrypted bodies, move the senders' read markers,
+    and broadcast each message after commit."""
+    read_up_to: dict[int, int] = {}
+    for item in items:
+        message = item.message
+        if item.attachment_ids:
+            # The rows were locked by _claimable_attachments: nobody else can claim them.
+            Attachment.objects.filter(pk__in=item.attachment_ids).update(message=message)
+        if message.room.encrypted:
+            message_index(message=message, text=item.body)
+        membership_pk = item.membership.pk
+        read_up_to[membership_pk] = max(read_up_to.get(membership_pk, 0), message.seq)
+    if read_up_to:
+        RoomMember.objects.filter(pk__in=read_up_to).update(
+            last_read_seq=Greatest(
+                "last_read_seq",
+                Case(*(When(pk=pk, then=Value(seq)) for pk, seq in read_up_to.items()), output_field=BigIntegerField()),
             )
-    if room.encrypted:
-        message_index(message=message, text=body)
-    Room.objects.filter(pk=room.pk).update(last_seq=seq)
-    RoomMember.objects.filter(pk=membership.pk, last_read_seq__lt=seq).update(last_read_seq=seq)
-    message = Message.objects.select_related(*_RENDERED).prefetch_related("attachments").get(pk=message.pk)
-    chat_event_send(
-        tenant_id=room.tenant_id,
-        room_id=room.pk,
-        seq=seq,
-        event=ChatMessageEvent(room=room.pk, seq=seq, message=message_payload(message)),
-    )
-    return message, True
+        )
+    messages = [item.message for item in items]
+    prefetch_related_objects(messages, "attachments")
+    for message in messages:
+        chat_event_send(
+            tenant_id=message.tenant_id,
+            room_id=message.room_id,
+            seq=message.seq,
+            event=ChatMessageEvent(room=message.room_id, seq=message.seq, message=message_payload(message)),
+        )
 
 
 @transaction.atomic
