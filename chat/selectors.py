@@ -117,23 +117,38 @@ def room_members(*, room: Room) -> QuerySet[RoomMember]:
     return RoomMember.objects.filter(room=room).select_related("user")
 
 
-def room_bans_active(*, room_ids: Iterable[int], user_ids: Iterable[int]) -> QuerySet[RoomBan]:
-    """Bans still in force of any of ``user_ids`` from any of ``room_ids``."""
-    return RoomBan.objects.filter(room_id__in=room_ids, user_id__in=user_ids).filter(
-        Q(until__isnull=True) | Q(until__gt=timezone.now())
-    )
+def bans_in_force() -> QuerySet[RoomBan]:
+    """Every ban still in force (no end, or an end still ahead)."""
+    return RoomBan.objects.filter(Q(until__isnull=True) | Q(until__gt=timezone.now()))
 
 
 def room_ban_active(*, room: Room, user_id: int) -> RoomBan | None:
     """The user's ban from the room if it is still in force."""
-    return room_bans_active(room_ids=[room.pk], user_ids=[user_id]).first()
+    return bans_in_force().filter(room=room, user_id=user_id).first()
+
+
+def memberships_for_posting(*, keys: Iterable[tuple[int, int, int]]) -> dict[tuple[int, int, int], RoomMember]:
+    """The memberships named by (tenant, room, user), with room and user loaded and
+    ``banned`` (a ban in force) annotated, by that key: what ``member_check_may_post``
+    needs for a batch of posts, in one query."""
+    keys = set(keys)
+    if not keys:
+        return {}
+    active_ban = bans_in_force().filter(room_id=OuterRef("room_id"), user_id=OuterRef("user_id"))
+    rows = (
+        RoomMember.objects.select_related("room", "user")
+        .filter(tenant_id__in={k[0] for k in keys}, room_id__in={k[1] for k in keys}, user_id__in={k[2] for k in keys})
+        .annotate(banned=Exists(active_ban))
+    )
+    found = {(m.tenant_id, m.room_id, m.user_id): m for m in rows}
+    return {key: found[key] for key in keys if key in found}
 
 
 def member_check_may_post(membership: RoomMember, *, banned: bool | None = None) -> None:
     """Muted and banned members, and archived rooms, take no new content
     (messages, edits, reactions, uploads): ``Forbidden`` or ``Conflict``.
     ``banned``: whether a ban is in force, when the caller already read it
-    (``room_bans_active`` for a batch); looked up otherwise."""
+    (``memberships_for_posting`` annotates it for a batch); looked up otherwise."""
     room = membership.room
     if membership.muted_until is not None and membership.muted_until > timezone.now():
         raise Forbidden("You are muted in this room.", details={"muted_until": membership.muted_until.isoformat()})

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -83,6 +84,13 @@ _SUBSCRIBE_TIMEOUT = 5.0
 # not reconnect in the same millisecond.
 _LAYER_RETRY_INITIAL = 0.1
 _LAYER_RETRY_MAX = 5.0
+
+
+_WEBSOCKET_HANDLERS = {
+    "websocket.connect": "websocket_connect",
+    "websocket.receive": "websocket_receive",
+    "websocket.disconnect": "websocket_disconnect",
+}
 
 
 class HubConsumer(AsyncWebsocketConsumer):
@@ -357,6 +365,12 @@ class HubConsumer(AsyncWebsocketConsumer):
                 )
             )
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # As Channels' own, minus its close_old_connections on the database thread
+        # (see dispatch); this consumer's groups are left in disconnect().
+        await self.disconnect(message["code"])
+        raise StopConsumer
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self._closing:
             return
@@ -385,7 +399,16 @@ class HubConsumer(AsyncWebsocketConsumer):
         # Channel-layer events are routed through the registry, not to methods
         # named after their type, so a family adds events without touching this class.
         if message["type"].startswith("websocket."):
-            await super().dispatch(message)
+            # Straight to websocket_connect/receive/disconnect. Channels' own
+            # dispatch first runs close_old_connections on its single database
+            # thread for every frame, so each frame would queue behind whatever
+            # database work the process is doing. This consumer never touches
+            # the ORM itself: database_sync_to_async closes stale connections
+            # around each call it makes.
+            name = _WEBSOCKET_HANDLERS.get(message["type"])
+            if name is None:
+                raise ValueError(f"No handler for message type {message['type']}")
+            await getattr(self, name)(message)
             return
         if self._closing or self._principal is None:
             return

@@ -22,9 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Case, Value, When, prefetch_related_objects
-from django.db.models.functions import Greatest
+from django.db import IntegrityError, connection, transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from accounts.principals import Principal
@@ -56,8 +55,8 @@ from ..selectors import (
     actor_is_tenant_moderator,
     actor_user_id,
     member_check_may_post,
+    memberships_for_posting,
     message_get,
-    room_bans_active,
     room_get_for_member,
     room_get_in_tenant,
 )
@@ -198,9 +197,14 @@ def message_send_many(requests: Sequence[SendRequest]) -> list[SendOutcome]:
     of the requests.
     """
     outcomes: list[SendOutcome | None] = [None] * len(requests)
-    memberships = _memberships_of(requests)
+    memberships = memberships_for_posting(
+        keys=(
+            (r.actor.tenant_id, r.room_id, r.actor.user_id)
+            for r in requests
+            if r.actor.user_id is not None and isinstance(r.room_id, int)
+        )
+    )
     stored = _stored_messages(requests)
-    banned = _banned_pairs(memberships.values())
     first_of_key: dict[tuple[int, int, str], int] = {}
     repeats: list[tuple[int, int]] = []
     new: list[_NewMessage] = []
@@ -221,7 +225,8 @@ def message_send_many(requests: Sequence[SendRequest]) -> list[SendOutcome]:
                 continue
             attachment_ids = _clean_attachment_ids(request.attachments)
             body = _clean_body(request.body, allow_empty=bool(attachment_ids))
-            member_check_may_post(membership, banned=(request.room_id, user_id) in banned)
+            # Annotated by memberships_for_posting; a membership read one by one has none.
+            member_check_may_post(membership, banned=getattr(membership, "banned", None))
             _claimable_attachments(room=membership.room, user_id=user_id, attachment_ids=attachment_ids)
             reply_to = _reply_target(room=membership.room, reply_to_seq=request.reply_to_seq)
         except ChatError as exc:
@@ -267,19 +272,6 @@ def message_send_many(requests: Sequence[SendRequest]) -> list[SendOutcome]:
     return outcomes
 
 
-def _memberships_of(requests: Sequence[SendRequest]) -> dict[tuple[int, int, int], RoomMember]:
-    """The senders' memberships of the rooms they post to, with room and user, by
-    (tenant, room, user). One query; requests without one are settled one by one."""
-    user_ids = {r.actor.user_id for r in requests if r.actor.user_id is not None}
-    room_ids = {r.room_id for r in requests if isinstance(r.room_id, int)}
-    if not user_ids or not room_ids:
-        return {}
-    rows = RoomMember.objects.select_related("room", "user").filter(
-        tenant_id__in={r.actor.tenant_id for r in requests}, room_id__in=room_ids, user_id__in=user_ids
-    )
-    return {(m.tenant_id, m.room_id, m.user_id): m for m in rows}
-
-
 def _stored_messages(requests: Sequence[SendRequest]) -> dict[tuple[int, int, str], Message]:
     """Messages already stored under the requests' (room, sender, client_id): retries."""
     client_ids = {r.client_id for r in requests if isinstance(r.client_id, str)}
@@ -292,17 +284,6 @@ def _stored_messages(requests: Sequence[SendRequest]) -> dict[tuple[int, int, st
         .filter(room_id__in={r.room_id for r in requests}, sender_id__in=user_ids, client_id__in=client_ids)
     )
     return {(m.room_id, m.sender_id, m.client_id): m for m in rows}
-
-
-def _banned_pairs(memberships) -> set[tuple[int, int]]:
-    """(room, user) pairs among ``memberships`` with a ban in force. One query."""
-    memberships = list(memberships)
-    if not memberships:
-        return set()
-    rows = room_bans_active(
-        room_ids={m.room_id for m in memberships}, user_ids={m.user_id for m in memberships}
-    ).values_list("room_id", "user_id")
-    return set(rows)
 
 
 def _reply_target(*, room: Room, reply_to_seq: int | None) -> Message | None:
@@ -356,10 +337,26 @@ def _insert_in_seq_order(items: list[_NewMessage], *, stored: dict) -> list[_New
                 continue
             last_seq[item.membership.room_id] = item.message.seq
             inserted.append(item)
-    for room_id, room in locked.items():
-        room.last_seq = last_seq[room_id]
-    Room.objects.bulk_update(list(locked.values()), ["last_seq"])
+    _set_by_pk(Room, "last_seq", {room_id: seq for room_id, seq in last_seq.items() if seq != locked[room_id].last_seq})
     return inserted
+
+
+def _set_by_pk(model, column: str, values: dict[int, int], *, forward_only: bool = False) -> None:
+    """Set ``column`` of each row (by primary key) to its value in one UPDATE;
+    ``forward_only`` keeps the greater of the old and new values. Plain SQL: for
+    a batch, Django's Case/When costs more to build than the statement to run."""
+    if not values:
+        return
+    quote = connection.ops.quote_name
+    table, col, pk = quote(model._meta.db_table), quote(column), quote(model._meta.pk.column)
+    new = f"CASE {pk} {' '.join(['WHEN %s THEN CAST(%s AS BIGINT)'] * len(values))} END"
+    if forward_only:
+        greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
+        new = f"{greatest}({col}, {new})"
+    placeholders = ", ".join(["%s"] * len(values))
+    params = [number for pair in values.items() for number in pair] + list(values)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET {col} = {new} WHERE {pk} IN ({placeholders})", params)  # noqa: S608
 
 
 def _after_insert(items: list[_NewMessage]) -> None:
@@ -375,13 +372,7 @@ def _after_insert(items: list[_NewMessage]) -> None:
             message_index(message=message, text=item.body)
         membership_pk = item.membership.pk
         read_up_to[membership_pk] = max(read_up_to.get(membership_pk, 0), message.seq)
-    if read_up_to:
-        RoomMember.objects.filter(pk__in=read_up_to).update(
-            last_read_seq=Greatest(
-                "last_read_seq",
-                Case(*(When(pk=pk, then=Value(seq)) for pk, seq in read_up_to.items()), output_field=BigIntegerField()),
-            )
-        )
+    _set_by_pk(RoomMember, "last_read_seq", read_up_to, forward_only=True)
     messages = [item.message for item in items]
     prefetch_related_objects(messages, "attachments")
     for message in messages:
