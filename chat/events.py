@@ -18,15 +18,16 @@ but are not part of the sequence.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from realtime.events import Event, event_send_on_commit
-from realtime.fanout import publish_on_commit
+from realtime.fanout import publish_many_on_commit, publish_on_commit
 from realtime.groups import room_topic, user_group
 from realtime.protocol import envelope, timestamp
 
-from .models import Message
+from .models import Attachment, Message
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,10 @@ def attachment_ref(attachment) -> AttachmentRef:
     )
 
 
-def message_payload(message: Message) -> MessagePayload:
+def message_payload(message: Message, *, attachments: Iterable[Attachment] | None = None) -> MessagePayload:
     """The payload of ``message``, body decrypted; load it with ``sender`` and
-    ``reply_to`` selected and ``attachments`` prefetched."""
+    ``reply_to`` selected and ``attachments`` prefetched, or pass ``attachments``
+    when the caller already holds them (a message it has just stored)."""
     return MessagePayload(
         id=message.pk,
         seq=message.seq,
@@ -187,7 +189,10 @@ def message_payload(message: Message) -> MessagePayload:
         created_at=timestamp(message.created_at),
         edited_at=timestamp(message.edited_at) if message.edited_at else None,
         deleted=message.deleted_at is not None,
-        attachments=[attachment_ref(attachment) for attachment in message.attachments.all()],
+        attachments=[
+            attachment_ref(attachment)
+            for attachment in (message.attachments.all() if attachments is None else attachments)
+        ],
     )
 
 
@@ -227,3 +232,21 @@ def chat_event_send(
         event_send_on_commit(
             group=user_group(tenant_id=tenant_id, user_id=event.user.id), event=event, room=str(room_id)
         )
+
+
+def chat_messages_send(messages: list[tuple[Message, MessagePayload]]) -> None:
+    """Broadcast ``chat.message`` for each stored message after the transaction
+    commits, in one Redis round trip for the lot (``message_send_many``)."""
+    publish_many_on_commit(
+        [
+            (
+                room_topic(tenant_id=message.tenant_id, room_id=message.room_id),
+                event_frame(
+                    ChatMessageEvent(room=message.room_id, seq=message.seq, message=payload),
+                    room_id=message.room_id,
+                    seq=message.seq,
+                ),
+            )
+            for message, payload in messages
+        ]
+    )

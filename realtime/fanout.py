@@ -488,17 +488,22 @@ def _sync_client() -> redis.Redis:
     return client
 
 
-def _publish_now(topic: str, payload: str) -> None:
+def _publish_now(messages: list[tuple[str, str]]) -> None:
+    """Publish each (topic, payload), in order, in one Redis round trip."""
     try:
         if settings.REDIS_URL:
-            _sync_client().publish(f"{settings.FANOUT_CHANNEL_PREFIX}.{topic}", payload)
+            with _sync_client().pipeline(transaction=False) as pipe:
+                for topic, payload in messages:
+                    pipe.publish(f"{settings.FANOUT_CHANNEL_PREFIX}.{topic}", payload)
+                pipe.execute()
         else:
-            _memory_broadcast(topic, payload)
+            for topic, payload in messages:
+                _memory_broadcast(topic, payload)
     except Exception:
-        PUBLISH_FAILURES.inc()
-        logger.exception("fan-out publish failed", extra={"topic": topic})
+        PUBLISH_FAILURES.inc(len(messages))
+        logger.exception("fan-out publish failed", extra={"topics": sorted({topic for topic, _ in messages})})
         return
-    PUBLISHED.inc()
+    PUBLISHED.inc(len(messages))
 
 
 def publish_on_commit(*, topic: str, frame: dict[str, Any]) -> None:
@@ -510,5 +515,13 @@ def publish_on_commit(*, topic: str, frame: dict[str, Any]) -> None:
     counted, never raised: the change it announces is committed, and subscribers
     recover it from the store by seq.
     """
-    payload = pack(encode(frame), frame.get("seq"))
-    transaction.on_commit(lambda: _publish_now(topic, payload), robust=True)
+    publish_many_on_commit([(topic, frame)])
+
+
+def publish_many_on_commit(frames: list[tuple[str, dict[str, Any]]]) -> None:
+    """``publish_on_commit`` for several (topic, frame), published in order in one
+    Redis round trip (a batch of messages stored together)."""
+    if not frames:
+        return
+    messages = [(topic, pack(encode(frame), frame.get("seq"))) for topic, frame in frames]
+    transaction.on_commit(lambda: _publish_now(messages), robust=True)

@@ -120,6 +120,56 @@ async def redis_script_many(lua: str, calls: Sequence[tuple[list[str], list]]) -
         return await pipe.execute()
 
 
+class ScriptCoalescer:
+    """Runs the calls of one Lua script made by many sockets of a loop in one
+    pipeline: while a pipeline is in flight, new calls wait for the next one.
+    At low load a call is one round trip as before; under load the round trips
+    stay flat while the pipelines grow. One per (loop, script)."""
+
+    def __init__(self, lua: str) -> None:
+        self._lua = lua
+        self._pending: list[tuple[list[str], list, asyncio.Future]] = []
+        self._runner: asyncio.Task | None = None
+
+    def call(self, *, keys: list[str], args: list) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((keys, args, future))
+        if self._runner is None or self._runner.done():
+            self._runner = loop.create_task(self._run(), name="redis-script-pipeline")
+        return future
+
+    async def _run(self) -> None:
+        # Yield once so the calls made in this loop iteration join the first pipeline.
+        await asyncio.sleep(0)
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await redis_script_many(self._lua, [(keys, args) for keys, args, _ in batch])
+            except Exception as exc:  # noqa: BLE001 (handed to every caller)
+                for _keys, _args, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_keys, _args, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+
+_coalescers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, ScriptCoalescer]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def coalesced_script(lua: str, *, keys: list[str], args: list) -> asyncio.Future:
+    """Run ``lua`` through the running loop's ``ScriptCoalescer`` for it."""
+    per_loop = _coalescers.setdefault(asyncio.get_running_loop(), {})
+    coalescer = per_loop.get(lua)
+    if coalescer is None:
+        coalescer = per_loop[lua] = ScriptCoalescer(lua)
+    return coalescer.call(keys=keys, args=args)
+
+
 def redis_key(*parts: str) -> str:
     """``<cache prefix>:ws:<parts>``: one deployment's prefix isolates all of its keys."""
     prefix = settings.CACHES["default"].get("KEY_PREFIX") or "sa"
@@ -222,7 +272,8 @@ async def rate_limit_take(*, key: str, rate: float, burst: int) -> RateDecision:
         raise ValueError("rate must be positive and burst at least 1")
     if not settings.REDIS_URL:
         return memory_buckets.take(key=key, rate=rate, burst=burst)
-    allowed, retry_after = await redis_script(_TAKE_LUA, keys=[redis_key("rl", key)], args=[rate, burst])
+    # Every socket of the process takes from Redis in the same pipeline.
+    allowed, retry_after = await coalesced_script(_TAKE_LUA, keys=[redis_key("rl", key)], args=[rate, burst])
     return RateDecision(bool(int(allowed)), float(retry_after))
 
 

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from accounts.principals import Principal
@@ -43,10 +42,10 @@ from ..errors import ChatError, Conflict, Forbidden, Invalid
 from ..events import (
     ChatDeletedEvent,
     ChatEditedEvent,
-    ChatMessageEvent,
     ChatReactionEvent,
     UserRef,
     chat_event_send,
+    chat_messages_send,
     message_payload,
 )
 from ..models import Attachment, Message, MessageEdit, Reaction, Room, RoomMember
@@ -373,15 +372,15 @@ def _after_insert(items: list[_NewMessage]) -> None:
         membership_pk = item.membership.pk
         read_up_to[membership_pk] = max(read_up_to.get(membership_pk, 0), message.seq)
     _set_by_pk(RoomMember, "last_read_seq", read_up_to, forward_only=True)
-    messages = [item.message for item in items]
-    prefetch_related_objects(messages, "attachments")
-    for message in messages:
-        chat_event_send(
-            tenant_id=message.tenant_id,
-            room_id=message.room_id,
-            seq=message.seq,
-            event=ChatMessageEvent(room=message.room_id, seq=message.seq, message=message_payload(message)),
-        )
+    # Only claimed uploads are attached to a message stored just now.
+    claimed: dict[int, list[Attachment]] = {}
+    with_uploads = [item.message.pk for item in items if item.attachment_ids]
+    if with_uploads:
+        for attachment in Attachment.objects.filter(message_id__in=with_uploads).order_by("pk"):
+            claimed.setdefault(attachment.message_id, []).append(attachment)
+    chat_messages_send(
+        [(item.message, message_payload(item.message, attachments=claimed.get(item.message.pk, []))) for item in items]
+    )
 
 
 @transaction.atomic

@@ -10,6 +10,7 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
+from realtime import limits
 from realtime.limits import (
     FrameLimiter,
     TokenBucket,
@@ -218,3 +219,44 @@ async def test_ignoring_rate_limits_closes_the_socket(live_server_url, token):
     # The refusal that reaches the threshold closes instead of answering.
     assert len(limited) >= close_after - 1
     assert {f["code"] for f in limited} == {"rate_limited"}
+
+
+@pytest.mark.redis
+async def test_takes_from_many_sockets_share_one_pipeline_and_keep_their_order(monkeypatch):
+    if not django_settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL (the real Redis)")
+    pipelines: list[int] = []
+    real = limits.redis_script_many
+
+    async def counting(lua, calls):
+        pipelines.append(len(calls))
+        return await real(lua, calls)
+
+    monkeypatch.setattr(limits, "redis_script_many", counting)
+    try:
+        # 12 sockets of one user take at once from a bucket of 10.
+        decisions = await asyncio.gather(
+            *(rate_limit_take(key="t1:u1:coalesced", rate=1.0, burst=10) for _ in range(12))
+        )
+        assert [d.allowed for d in decisions] == [True] * 10 + [False] * 2
+        assert pipelines == [12]
+        # One alone is one round trip, as before.
+        assert not (await rate_limit_take(key="t1:u1:coalesced", rate=1.0, burst=10)).allowed
+        assert pipelines == [12, 1]
+    finally:
+        await redis_client_close()
+
+
+async def test_a_failed_pipeline_fails_every_take_in_it():
+    async def broken(lua, calls):
+        raise redis.ConnectionError("Redis is down")
+
+    coalescer = limits.ScriptCoalescer("return 1")
+    original, limits.redis_script_many = limits.redis_script_many, broken
+    try:
+        results = await asyncio.gather(
+            coalescer.call(keys=["a"], args=[]), coalescer.call(keys=["b"], args=[]), return_exceptions=True
+        )
+    finally:
+        limits.redis_script_many = original
+    assert [type(r) for r in results] == [redis.ConnectionError, redis.ConnectionError]
