@@ -8,8 +8,9 @@ socket; the periodic auth re-check and the refresh of the socket's
 registry slot and presence run for all sockets of the process at once in
 ``realtime.upkeep``), the user's slot in the connection registry
 (``realtime.connections``), the rate limits of client frames
-(``realtime.limits``), the bounded outbound queue, its channel-layer groups
-(the user's, the tenant's and everyone's; re-joined after a Redis restart,
+(``realtime.limits``), the outgoing frames (``realtime.outbox``: written at
+once, bounded only behind a server that makes ``send`` wait), its
+channel-layer groups (the user's, the tenant's and everyone's; re-joined after a Redis restart,
 which channels_redis would otherwise turn into a 1011 close), the audit of
 connect/disconnect (buffered, written in batches by ``realtime.auditing``), the
 socket's room subscriptions on the fan-out (``realtime.subscriptions``:
@@ -27,7 +28,6 @@ docs/protocol.md is the client-facing description.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import uuid
@@ -51,6 +51,7 @@ from .fanout import get_fanout
 from .groups import everyone_group, tenant_group, user_group
 from .limits import DEFAULT_FAMILY, FrameLimiter, family_of
 from .middleware import HandshakeAuth
+from .outbox import Outbox
 from .presence import (
     presence_connect,
     presence_disconnect,
@@ -112,10 +113,8 @@ class HubConsumer(AsyncWebsocketConsumer):
         self._slot_held = False
         self._limiter: FrameLimiter | None = None
         self._deadlines: Deadlines | None = None
-        # Outbound frames, drained by one writer task; None tells it to stop.
-        self._outbound: asyncio.Queue[str | None] = asyncio.Queue()
-        self._writer: asyncio.Task | None = None
-        self._overflowed = False
+        # Outgoing frames (realtime.outbox), created once the socket is accepted.
+        self._outbox: Outbox | None = None
         self._tasks: set[asyncio.Task] = set()
         self._rooms: dict[str, RoomSubscription] = {}
         self._after_reply: list[Callable[[], Awaitable[None]]] = []
@@ -181,21 +180,19 @@ class HubConsumer(AsyncWebsocketConsumer):
         return self._present
 
     def deliver(self, text: str) -> None:
-        """Queue one encoded frame for the client; never blocks.
+        """Send one encoded frame to the client; never blocks.
 
-        Past ``WS_MAX_OUTBOUND_BACKLOG`` queued frames the client is not keeping
-        up: the backlog is dropped and the socket closed with 4413, so the client
-        reconnects and resumes rather than the server buffering without bound."""
-        if self._closing or self._overflowed:
+        Past ``WS_MAX_OUTBOUND_BACKLOG`` frames waiting behind a send the server
+        has not completed, the client is not keeping up: the backlog is dropped
+        and the socket closed with 4413, so the client reconnects and resumes
+        rather than the server buffering without bound (``realtime.outbox``)."""
+        if self._closing or self._outbox is None:
             return
-        if self._outbound.qsize() >= settings.WS_MAX_OUTBOUND_BACKLOG:
-            self._overflowed = True
-            while not self._outbound.empty():
-                self._outbound.get_nowait()
-            logger.warning("slow consumer: closing socket", extra={"backlog": settings.WS_MAX_OUTBOUND_BACKLOG})
-            self._spawn(self.close(CloseCode.SLOW_CONSUMER, "slow_consumer"))
-            return
-        self._outbound.put_nowait(text)
+        self._outbox.put(text)
+
+    def _overflowed(self) -> None:
+        logger.warning("slow consumer: closing socket", extra={"backlog": settings.WS_MAX_OUTBOUND_BACKLOG})
+        self._spawn(self.close(CloseCode.SLOW_CONSUMER, "slow_consumer"))
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         self.deliver(encode(frame))
@@ -261,7 +258,8 @@ class HubConsumer(AsyncWebsocketConsumer):
         self._close_reason = reason or ""
         if self._deadlines is not None:
             self._deadlines.cancel_all()
-        await self._stop_writer(flush=True)
+        if self._outbox is not None:
+            await self._outbox.flush()
         await super().close(code=self._close_code)
 
     async def close_unauthenticated(self, reason: str) -> None:
@@ -325,7 +323,11 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         # Always accept first: a close before accept becomes an HTTP 403 without a close code.
         await self.accept()
-        self._writer = asyncio.create_task(self._write(), name="realtime-writer")
+        self._outbox = Outbox(
+            lambda text: self.base_send({"type": "websocket.send", "text": text}),
+            limit=settings.WS_MAX_OUTBOUND_BACKLOG,
+            on_overflow=self._overflowed,
+        )
         self._context = RequestContext.from_scope(self.scope)
         self._opened_at = self._last_frame_at = self._now()
         handshake: HandshakeAuth = self.scope.get("ws_auth") or HandshakeAuth.refused("header", "token_missing")
@@ -347,7 +349,8 @@ class HubConsumer(AsyncWebsocketConsumer):
         hub_upkeep().unwatch(self)
         if self._deadlines is not None:
             self._deadlines.cancel_all()
-        await self._stop_writer(flush=False)
+        if self._outbox is not None:
+            self._outbox.discard()
         for topic in list(self._rooms):
             self.room_unsubscribe(topic)
         for group in list(self._groups):
@@ -487,27 +490,6 @@ class HubConsumer(AsyncWebsocketConsumer):
                 await callback()
             except Exception:
                 logger.exception("after-reply callback failed", extra={"type": message.type})
-
-    async def _write(self) -> None:
-        """The socket's only writer: frames leave in the order they were queued."""
-        try:
-            while (text := await self._outbound.get()) is not None:
-                await self.send(text_data=text)
-        except Exception:
-            # The transport is gone; disconnect() follows and cleans up.
-            logger.exception("WebSocket writer failed")
-
-    async def _stop_writer(self, *, flush: bool) -> None:
-        """Stop the writer, after the frames already queued when ``flush``."""
-        writer, self._writer = self._writer, None
-        if writer is None or writer is asyncio.current_task():
-            return
-        if flush and not writer.done():
-            self._outbound.put_nowait(None)
-        else:
-            writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)

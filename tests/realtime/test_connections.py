@@ -3,6 +3,7 @@ real daphne) and the bounded outbound queue of a socket (4413)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -180,25 +181,47 @@ class RecordingConsumer(consumers.HubConsumer):
         await super().connect()
 
 
+class Gate:
+    """An ASGI server's socket that can stop taking frames: ``websocket.send``
+    waits while the gate is shut (backpressure from a client that stopped reading)."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+
+    def wrap(self, app):
+        async def gated(scope, receive, send):
+            async def gated_send(message):
+                if message["type"] == "websocket.send":
+                    await self.open.wait()
+                await send(message)
+
+            await app(scope, receive, gated_send)
+
+        return gated
+
+
 @pytest.fixture
 async def hub(user):
     RecordingConsumer.instances.clear()
     token = await database_sync_to_async(access_token)(user)
-    app = WebSocketAuthMiddleware(URLRouter([re_path(r"^ws/$", RecordingConsumer.as_asgi())]))
+    gate = Gate()
+    app = gate.wrap(WebSocketAuthMiddleware(URLRouter([re_path(r"^ws/$", RecordingConsumer.as_asgi())])))
     comm = WebsocketCommunicator(app, "/ws/", headers=[(b"authorization", f"Bearer {token}".encode())])
     connected_, _ = await comm.connect()
     assert connected_
     assert (await comm.receive_json_from())["type"] == "hello"
-    yield comm, RecordingConsumer.instances[-1]
+    yield comm, RecordingConsumer.instances[-1], gate
     await comm.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_delivered_frames_leave_in_order(hub, settings):
-    settings.WS_MAX_OUTBOUND_BACKLOG = 10
-    comm, consumer = hub
+async def test_frames_go_out_at_once_and_in_order(hub, settings):
+    comm, consumer, _gate = hub
     for i in range(10):
         consumer.deliver(json.dumps({"type": "demo", "n": i}))
+        # The server took it before deliver() returned: nothing waits.
+        assert consumer._outbox.waiting == 0
 
     received = [(await comm.receive_json_from())["n"] for _ in range(10)]
     assert received == list(range(10))
@@ -206,11 +229,29 @@ async def test_delivered_frames_leave_in_order(hub, settings):
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_frames_wait_in_order_behind_a_server_that_is_not_taking_them(hub):
+    comm, consumer, gate = hub
+    gate.open.clear()
+    for i in range(5):
+        consumer.deliver(json.dumps({"type": "demo", "n": i}))
+    await asyncio.sleep(0.05)
+    # The first send is suspended at the gate; the other four wait behind it.
+    assert consumer._outbox.waiting == 4
+    assert await comm.receive_nothing(timeout=0.1)
+
+    gate.open.set()
+    consumer.deliver(json.dumps({"type": "demo", "n": 5}))
+    received = [(await comm.receive_json_from())["n"] for _ in range(6)]
+    assert received == list(range(6))
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_overflowing_the_backlog_closes_4413(hub, settings, user):
-    settings.WS_MAX_OUTBOUND_BACKLOG = 10
-    comm, consumer = hub
-    # deliver() never yields: with no chance to write, the eleventh frame overflows.
-    for i in range(11):
+    comm, consumer, gate = hub
+    limit = settings.WS_MAX_OUTBOUND_BACKLOG
+    gate.open.clear()
+    # One send suspended at the gate, then `limit` waiting: the next one overflows.
+    for i in range(limit + 2):
         consumer.deliver(json.dumps({"type": "demo", "n": i}))
     consumer.deliver("dropped: the socket is closing")
 
