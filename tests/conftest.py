@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -151,16 +153,18 @@ def wait_for_sockets_recorded(timeout: float = 5.0) -> None:
     pytest.fail(f"daphne did not record the end of every socket within {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def live_server_url(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real daphne process serving the app on the test database."""
+@contextmanager
+def daphne_server(log_dir: Path, **env: str) -> Iterator[str]:
+    """A real daphne process serving the app on the test database, with ``env``
+    on top of the test environment; yields its base URL and stops it after.
+    Its output goes to ``log_dir/daphne.log`` (quoted if it fails to start)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    log = log_dir / "daphne.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "spotify_agent.asgi:application"],
             cwd=ROOT,
-            env=subprocess_env(),
+            env=subprocess_env(**env),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -169,8 +173,17 @@ def live_server_url(django_db_setup, django_db_blocker, tmp_path_factory):
     except RuntimeError:
         stop_process(proc)
         raise RuntimeError(f"daphne did not start:\n{log.read_text()[-4000:]}") from None
-    yield f"http://127.0.0.1:{port}"
-    stop_process(proc)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real daphne process serving the app on the test database."""
+    with daphne_server(tmp_path_factory.mktemp("daphne")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

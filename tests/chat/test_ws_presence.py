@@ -6,8 +6,6 @@ the tenant they are addressed to."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import pytest
 from django.conf import settings
@@ -16,7 +14,7 @@ from django.db import connection
 from chat.services.rooms import room_create, room_join
 from realtime.events import SystemMaintenance, event_send_on_commit
 from realtime.groups import everyone_group, tenant_group
-from tests.conftest import ROOT, free_port, stop_process, subprocess_env, wait_for_port
+from tests.conftest import daphne_server
 
 from .test_ws_chat import _sockets_settled, joined, ws_client
 
@@ -30,23 +28,8 @@ GRACE_SECONDS = 1
 @pytest.fixture(scope="module")
 def presence_server_url(django_db_setup, django_db_blocker, tmp_path_factory):
     """A daphne whose offline decision comes one second after the last socket closed."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("daphne-presence") / "daphne.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "spotify_agent.asgi:application"],
-            cwd=ROOT,
-            env=subprocess_env(PRESENCE_GRACE_SECONDS=str(GRACE_SECONDS)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, proc)
-    except RuntimeError:
-        stop_process(proc)
-        raise RuntimeError(f"daphne did not start:\n{log.read_text()[-4000:]}") from None
-    yield f"http://127.0.0.1:{port}"
-    stop_process(proc)
+    with daphne_server(tmp_path_factory.mktemp("daphne-presence"), PRESENCE_GRACE_SECONDS=str(GRACE_SECONDS)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from chat.services.rooms import room_create, room_join
-from tests.conftest import ROOT, free_port, stop_process, subprocess_env, wait_for_port
+from tests.conftest import daphne_server, free_port, stop_process, wait_for_port
 
 from .test_ws_chat import _sockets_settled, joined, message_seqs, wait_for_sockets_recorded, ws_client
 
@@ -63,26 +62,9 @@ def private_redis():
 @pytest.fixture
 def server_url(private_redis, transactional_db, tmp_path):
     """A daphne whose Redis (fan-out, channel layer, presence, limits) is the private one."""
-    port = free_port()
-    log = tmp_path / "daphne.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "spotify_agent.asgi:application"],
-            cwd=ROOT,
-            env=subprocess_env(REDIS_URL=private_redis.url),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, proc)
-    except RuntimeError:
-        stop_process(proc)
-        raise RuntimeError(f"daphne did not start:\n{log.read_text()[-4000:]}") from None
-    yield f"http://127.0.0.1:{port}"
-    try:
+    with daphne_server(tmp_path, REDIS_URL=private_redis.url) as url:
+        yield url
         wait_for_sockets_recorded()
-    finally:
-        stop_process(proc)
 
 
 @pytest.fixture

@@ -4,9 +4,6 @@ clients cannot tell from a plain one."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
@@ -15,8 +12,7 @@ from chat.models import Message
 from chat.services.attachments import attachment_upload
 from chat.services.messages import message_send
 from chat.services.rooms import room_create, room_join
-from spotify_agent.processes import free_port, stop_process, wait_for_port
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import daphne_server
 
 from .conftest import KEY_OLD, as_principal, png_upload
 from .test_ws_chat import _sockets_settled, joined, ws_client  # noqa: F401 (autouse fixture)
@@ -93,23 +89,8 @@ async def test_a_message_with_attachments_over_the_socket(live_server_url, user,
 @pytest.fixture(scope="module")
 def encrypted_server_url(django_db_setup, django_db_blocker, tmp_path_factory):
     """A daphne that holds the encryption key (the session's server has none)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("daphne-encrypted") / "daphne.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "spotify_agent.asgi:application"],
-            cwd=ROOT,
-            env=subprocess_env(CHAT_ENCRYPTION_KEYS=KEY_OLD),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, proc)
-    except RuntimeError:
-        stop_process(proc)
-        raise RuntimeError(f"daphne did not start:\n{log.read_text()[-4000:]}") from None
-    yield f"http://127.0.0.1:{port}"
-    stop_process(proc)
+    with daphne_server(tmp_path_factory.mktemp("daphne-encrypted"), CHAT_ENCRYPTION_KEYS=KEY_OLD) as url:
+        yield url
 
 
 async def test_an_encrypted_room_reads_like_any_other(encrypted_server_url, encryption_keys, user, bob):

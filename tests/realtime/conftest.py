@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -20,7 +18,10 @@ from websockets.exceptions import ConnectionClosed
 
 from accounts.services.tokens import TenantRefreshToken
 from audit.models import AuditEvent
-from tests.conftest import ROOT, free_port, stop_process, subprocess_env, wait_for_port, wait_for_sockets_recorded
+from tests.conftest import (
+    daphne_server,
+    wait_for_sockets_recorded,
+)
 
 # One of the origins the Makefile's TEST_ENV allows.
 ALLOWED_ORIGIN = "https://app.example.com"
@@ -110,20 +111,5 @@ def _sockets_settled(request):
 @pytest.fixture(scope="package")
 def fast_server_url(django_db_setup, django_db_blocker, tmp_path_factory):
     """A second daphne with second-scale auth, re-check and heartbeat timers."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("daphne-fast") / "daphne.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "spotify_agent.asgi:application"],
-            cwd=ROOT,
-            env=subprocess_env(**FAST_TIMERS),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, proc)
-    except RuntimeError:
-        stop_process(proc)
-        raise RuntimeError(f"daphne did not start:\n{log.read_text()[-4000:]}") from None
-    yield f"http://127.0.0.1:{port}"
-    stop_process(proc)
+    with daphne_server(tmp_path_factory.mktemp("daphne-fast"), **FAST_TIMERS) as url:
+        yield url
