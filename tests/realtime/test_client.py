@@ -1,12 +1,14 @@
 """``realtime.client.HubClient``'s transport against a real daphne: password
 login, hello, ping, heartbeats, token refresh on the open socket, reconnection
 with backoff after the server goes away, and what each close code makes it do.
-The close codes daphne cannot be made to send to a header-authenticated client
-(4403, 4429 from a stub) come from a local ``websockets`` server."""
+4429 comes from the real daphne (the user's other sockets fill the cap); the
+codes daphne cannot be made to send to a header-authenticated client (4403,
+which needs a browser Origin, and 4500) come from a local ``websockets`` server."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from realtime.client import (
@@ -279,3 +282,32 @@ def test_cli_reports_refused_credentials(live_server_url, user):
     )
     assert result.returncode == 1
     assert "credentials refused" in result.stderr
+
+
+@pytest.mark.live
+async def test_past_the_connection_cap_the_real_server_closes_4429_and_the_client_waits(
+    live_server_url, user, settings
+):
+    token = await database_sync_to_async(access_token)(user)
+
+    async def provider(*, force: bool = False) -> str:
+        return token
+
+    headers = {"Authorization": f"Bearer {token}"}
+    others = [await connect(hub_url(live_server_url), additional_headers=headers) for _ in range(5)]
+    try:
+        for ws in others:
+            assert json.loads(await ws.recv())["type"] == "hello"
+        policy = BackoffPolicy(base=0.05, cap=0.1, stable_after=60, throttled_floor=2.0)
+        client = HubClient(hub_url(live_server_url), token_provider=provider, backoff=policy)
+        client.start()
+        try:
+            frame = await next_event(client, CLIENT_DISCONNECTED)
+        finally:
+            await client.close()
+    finally:
+        for ws in others:
+            await ws.close()
+    assert settings.MAX_WS_CONNECTIONS_PER_USER == 5
+    assert frame["content"]["code"] == 4429
+    assert 2.0 <= frame["content"]["retry_in"] <= 2.1
