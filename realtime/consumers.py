@@ -75,6 +75,7 @@ from .services import ws_connection_closed, ws_connection_opened, ws_connection_
 from .subscriptions import FetchFrames, RoomSubscription
 from .timers import Deadlines
 from .upkeep import hub_upkeep
+from .wire import direct_wire
 
 logger = logging.getLogger(__name__)
 
@@ -183,15 +184,17 @@ class HubConsumer(AsyncWebsocketConsumer):
         """Send one encoded frame to the client; never blocks.
 
         Past ``WS_MAX_OUTBOUND_BACKLOG`` frames waiting behind a send the server
-        has not completed, the client is not keeping up: the backlog is dropped
-        and the socket closed with 4413, so the client reconnects and resumes
-        rather than the server buffering without bound (``realtime.outbox``)."""
+        has not completed, or under daphne past ``WS_MAX_OUTBOUND_BYTES`` held
+        for a client that stopped reading, the client is not keeping up: the
+        backlog is dropped and the socket closed with 4413, so the client
+        reconnects and resumes rather than the server buffering without bound
+        (``realtime.outbox``, ``realtime.wire``)."""
         if self._closing or self._outbox is None:
             return
         self._outbox.put(text)
 
     def _overflowed(self) -> None:
-        logger.warning("slow consumer: closing socket", extra={"backlog": settings.WS_MAX_OUTBOUND_BACKLOG})
+        logger.warning("slow consumer: closing socket")
         self._spawn(self.close(CloseCode.SLOW_CONSUMER, "slow_consumer"))
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
@@ -327,6 +330,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             lambda text: self.base_send({"type": "websocket.send", "text": text}),
             limit=settings.WS_MAX_OUTBOUND_BACKLOG,
             on_overflow=self._overflowed,
+            wire=direct_wire(self.base_send, limit=settings.WS_MAX_OUTBOUND_BYTES),
         )
         self._context = RequestContext.from_scope(self.scope)
         self._opened_at = self._last_frame_at = self._now()

@@ -7,14 +7,17 @@ about a fifth of the event loop's time in a 1,000-member room
 (docs/benchmarks.md). Instead ``Outbox.put`` starts the ASGI ``send`` at once
 and, when the server's ``send`` completes without waiting (daphne's always
 does: it hands the frame to twisted's buffer), the frame is out before
-``put`` returns, with no task at all.
+``put`` returns, with no task at all. Under daphne the consumer also hands
+the outbox a ``realtime.wire.DirectWire``: frames then skip the ASGI detour
+and go to the socket directly, and a client that stopped reading is caught by
+the bytes held for it (past ``WS_MAX_OUTBOUND_BYTES``, ``on_overflow``).
 
 An ASGI server may also make ``send`` wait (backpressure from a socket whose
 client stopped reading). Then the half-done send is finished by a task and the
 frames that follow wait in a backlog behind it, in order. Past ``limit``
 waiting frames the client is not keeping up: the backlog and the send in
-progress are dropped and ``on_overflow`` runs (the consumer closes with 4413), so memory stays bounded
-and the client resumes by seq after reconnecting.
+progress are dropped and ``on_overflow`` runs (the consumer closes with
+4413), so memory stays bounded and the client resumes by seq after reconnecting.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
+
+from .wire import DirectWire, Written
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +71,10 @@ class Outbox:
         *,
         limit: int,
         on_overflow: Callable[[], None],
+        wire: DirectWire | None = None,
     ) -> None:
         self._send = send
+        self._wire = wire
         self._limit = limit
         self._on_overflow = on_overflow
         self._backlog: deque[str] = deque()
@@ -84,6 +91,14 @@ class Outbox:
         if self._closed:
             return
         if self._blocked is None:
+            if self._wire is not None:
+                written = self._wire.write(text)
+                if written is Written.SENT:
+                    return
+                if written is Written.OVERFLOW:
+                    self.discard()
+                    self._on_overflow()
+                    return
             self._start(text)
             return
         if len(self._backlog) >= self._limit:

@@ -381,6 +381,9 @@ WS_CONNECTION_TTL = env_int("WS_CONNECTION_TTL", 60, minimum=3)
 # Frames waiting for one client beyond this close its socket (4413): a client
 # that does not read must not grow the server's memory.
 WS_MAX_OUTBOUND_BACKLOG = env_int("WS_MAX_OUTBOUND_BACKLOG", 1000, minimum=10)
+# Under daphne, bytes held for one client that the kernel has not taken (it
+# stopped reading and its socket buffers are full) beyond this close it (4413).
+WS_MAX_OUTBOUND_BYTES = env_int("WS_MAX_OUTBOUND_BYTES", 1024 * 1024, minimum=64 * 1024)
 # Token buckets per message family, (tokens per second, burst): per socket and
 # per user across all of the user's sockets. Families not listed use "default".
 WS_RATE_LIMITS = {
