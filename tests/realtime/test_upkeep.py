@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.constants import TenantStatus
 from accounts.models import Membership, User
 from accounts.principals import Principal
 from accounts.services.tokens import AuthenticationError, principal_for_user
@@ -35,7 +36,16 @@ def _principal(user):
 
 
 @pytest.mark.django_db
-def test_one_query_judges_every_principal(tenant):
+def test_principals_nothing_moved_for_cost_one_narrow_query_and_come_back_as_they_were(tenant):
+    principals = [_principal(UserFactory(tenant=tenant)) for _ in range(5)]
+    with CaptureQueriesContext(connection) as queries:
+        verdicts = ws_principals_recheck(principals=principals)
+    assert len(queries) == 1
+    assert all(verdict is principal for verdict, principal in zip(verdicts, principals, strict=True))
+
+
+@pytest.mark.django_db
+def test_two_queries_judge_every_principal(tenant):
     fine, inactive, revoked, moved, gone = (UserFactory(tenant=tenant) for _ in range(5))
     principals = [_principal(u) for u in (fine, inactive, revoked, moved, gone)]
     User.objects.filter(pk=inactive.pk).update(is_active=False)
@@ -46,10 +56,20 @@ def test_one_query_judges_every_principal(tenant):
     with CaptureQueriesContext(connection) as queries:
         verdicts = ws_principals_recheck(principals=principals)
 
-    assert len(queries) == 1
-    assert verdicts[0] == principals[0]
+    # The narrow read of all, then the users whose row moved, whole.
+    assert len(queries) == 2
+    assert verdicts[0] is principals[0]
     assert [v.code for v in verdicts[1:]] == ["user_inactive", "token_revoked", "token_invalid", "token_invalid"]
     assert all(isinstance(v, AuthenticationError) for v in verdicts[1:])
+
+
+@pytest.mark.django_db
+def test_a_suspended_tenant_refuses_its_principals(tenant):
+    principal = _principal(UserFactory(tenant=tenant))
+    type(tenant).objects.filter(pk=tenant.pk).update(status=TenantStatus.SUSPENDED)
+    [verdict] = ws_principals_recheck(principals=[principal])
+    assert isinstance(verdict, AuthenticationError)
+    assert verdict.code == "tenant_inactive"
 
 
 @pytest.mark.django_db
