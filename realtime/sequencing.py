@@ -78,6 +78,16 @@ class SequencedStream:
         """A read of the store is in flight (arrivals are being held)."""
         return self._fetching
 
+    def take_next(self, seq: int) -> bool:
+        """The common case of ``receive``, without a frame or a coroutine: when
+        ``seq`` is the very next one and nothing is held or being read, it counts
+        as delivered and True is returned (the caller sends it); otherwise False
+        and nothing changes (the caller goes through ``receive``)."""
+        if seq == self._last + 1 and not self._fetching and not self._held:
+            self._last = seq
+            return True
+        return False
+
     async def receive(self, frame: Frame) -> None:
         """Take one live frame (with ``seq``)."""
         seq = frame["seq"]

@@ -113,12 +113,15 @@ class RoomSubscription:
             self._send(text)
             return
         stream = self._stream
+        if stream.take_next(seq):
+            # In order, nothing held: the frame goes out with no further work.
+            self._send(text)
+            return
         frame = {"seq": seq, "text": text}
         last = stream.last_delivered_seq
         # SequencedStream.receive only suspends when it has to read the store (a
-        # gap opened while no read is in flight). Every other case, the common
-        # in-order frame above all, completes at once: run it inline instead of
-        # paying a task per socket per message.
+        # gap opened while no read is in flight). Every other case completes at
+        # once: run it inline instead of paying a task per socket per message.
         if stream.reading or seq <= last or (seq == last + 1 and not stream.buffered):
             _run_inline(stream.receive(frame))
         else:

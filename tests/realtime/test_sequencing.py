@@ -218,3 +218,27 @@ def test_any_loss_duplication_and_order_yields_every_stored_seq_once_in_order(sc
     delivered = asyncio.run(run())
 
     assert delivered == scenario["stored"]
+
+
+async def test_take_next_accepts_only_the_next_seq_with_nothing_held_or_being_read():
+    store = Store(range(1, 10))
+    stream, delivered = stream_on(store)
+
+    assert stream.take_next(1)
+    assert stream.last_delivered_seq == 1
+    # A duplicate, and a jump, are left to receive().
+    assert not stream.take_next(1)
+    assert not stream.take_next(3)
+    assert stream.last_delivered_seq == 1
+
+    # While a gap is being filled nothing passes the fast path, not even the next seq.
+    store.gate = asyncio.Event()
+    reading = asyncio.ensure_future(stream.receive(frame(4)))
+    await asyncio.sleep(0)
+    assert stream.reading
+    assert not stream.take_next(2)
+    store.gate.set()
+    await reading
+    assert delivered == [2, 3, 4]
+    assert stream.take_next(5)
+    assert stream.last_delivered_seq == 5
