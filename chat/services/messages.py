@@ -277,11 +277,15 @@ def _stored_messages(requests: Sequence[SendRequest]) -> dict[tuple[int, int, st
     user_ids = {r.actor.user_id for r in requests if r.actor.user_id is not None}
     if not client_ids or not user_ids:
         return {}
-    rows = (
-        Message.objects.select_related(*_RENDERED)
-        .prefetch_related("attachments")
-        .filter(room_id__in={r.room_id for r in requests}, sender_id__in=user_ids, client_id__in=client_ids)
+    # Retries are rare: a narrow read finds them, and only those are loaded whole.
+    found = list(
+        Message.objects.filter(
+            room_id__in={r.room_id for r in requests}, sender_id__in=user_ids, client_id__in=client_ids
+        ).values_list("pk", flat=True)
     )
+    if not found:
+        return {}
+    rows = Message.objects.select_related(*_RENDERED).prefetch_related("attachments").filter(pk__in=found)
     return {(m.room_id, m.sender_id, m.client_id): m for m in rows}
 
 
