@@ -34,9 +34,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import websockets
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from . import wsclient
+from .wsclient import ConnectionClosedError, HandshakeError, LeanSocket
 
 MARK_START = "~B~"
 MARK_END = "~E~"
@@ -142,34 +141,32 @@ class _WorkerConfig:
 
 
 class _Client:
-    """One socket and what it has seen."""
+    """One socket and what it has seen (``bench.wsclient``: no task per socket)."""
 
     def __init__(self, worker: _Worker, index: int, spec: ClientSpec) -> None:
         self.worker = worker
         self.index = index
         self.spec = spec
-        self.ws: websockets.asyncio.client.ClientConnection | None = None
+        self.ws: LeanSocket | None = None
         self.hello = asyncio.Event()
         self.pending: dict[str, asyncio.Future] = {}
-        self.reader: asyncio.Task | None = None
+        self.watcher: asyncio.Task | None = None
         self.closed_with: str | None = None
 
     async def open(self, url: str, expect_hello: bool) -> str | None:
         """Connect; returns None on success, else the failure's reason."""
         try:
-            self.ws = await ws_connect(
+            self.ws = await wsclient.connect(
                 url,
-                additional_headers={"Authorization": f"Bearer {self.spec.token}"},
-                compression=None,
-                ping_interval=None,
-                max_queue=1024,
-                open_timeout=REPLY_TIMEOUT,
+                headers={"Authorization": f"Bearer {self.spec.token}"},
+                on_text=self._received,
+                timeout=REPLY_TIMEOUT,
             )
-        except InvalidStatus as exc:
-            return f"http_{exc.response.status_code}"
-        except (InvalidHandshake, OSError, TimeoutError, ConnectionClosed) as exc:
+        except HandshakeError as exc:
+            return f"http_{exc.status}" if exc.status else "InvalidHandshake"
+        except (OSError, TimeoutError) as exc:
             return type(exc).__name__
-        self.reader = asyncio.create_task(self._read())
+        self.watcher = asyncio.create_task(self._watch())
         if expect_hello:
             try:
                 await asyncio.wait_for(self.hello.wait(), REPLY_TIMEOUT)
@@ -183,54 +180,51 @@ class _Client:
         """Forget a failed attempt, so ``open`` can be called again."""
         if self.ws is not None:
             await self.ws.close()
-        if self.reader is not None:
-            self.reader.cancel()
-        self.ws = self.reader = self.closed_with = None
+        if self.watcher is not None:
+            self.watcher.cancel()
+        self.ws = self.watcher = self.closed_with = None
         self.hello = asyncio.Event()
 
-    async def _read(self) -> None:
-        worker = self.worker
-        try:
-            async for text in self.ws:
-                start = text.find(MARK_START)
-                if start >= 0:
-                    worker.record(text[start + 3 : text.find(MARK_END, start)])
-                    continue
-                frame = json.loads(text)
-                kind = frame.get("type")
-                if kind == "hello":
-                    self.hello.set()
-                elif kind in ("ack", "error"):
-                    if kind == "error":
-                        worker.errors[frame.get("code", "unknown")] += 1
-                    waiter = self.pending.pop(str(frame.get("id")), None)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(frame)
-        except ConnectionClosed as exc:
-            self.closed_with = f"closed_{exc.rcvd.code if exc.rcvd else 'abnormal'}"
-        finally:
-            if self.closed_with is None:
-                self.closed_with = "closed"
+    def _received(self, text: str) -> None:
+        start = text.find(MARK_START)
+        if start >= 0:
+            self.worker.record(text[start + 3 : text.find(MARK_END, start)])
+            return
+        frame = json.loads(text)
+        kind = frame.get("type")
+        if kind == "hello":
             self.hello.set()
-            for waiter in self.pending.values():
-                if not waiter.done():
-                    waiter.set_result({"type": "error", "code": self.closed_with})
-            self.pending.clear()
+        elif kind in ("ack", "error"):
+            if kind == "error":
+                self.worker.errors[frame.get("code", "unknown")] += 1
+            waiter = self.pending.pop(str(frame.get("id")), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(frame)
+
+    async def _watch(self) -> None:
+        await self.ws.closed.wait()
+        code = self.ws.close_code
+        self.closed_with = "closed" if code in (1000, 1001) else f"closed_{code or 'abnormal'}"
+        self.hello.set()
+        for waiter in self.pending.values():
+            if not waiter.done():
+                waiter.set_result({"type": "error", "code": self.closed_with})
+        self.pending.clear()
 
     async def request(self, frame: dict[str, Any]) -> dict[str, Any]:
         waiter = asyncio.get_running_loop().create_future()
         self.pending[str(frame["id"])] = waiter
-        await self.ws.send(json.dumps(frame))
+        self.ws.send_text(json.dumps(frame))
         return await asyncio.wait_for(waiter, REPLY_TIMEOUT)
 
-    async def send_chat(self, room: str, step: int, number: int, reference_style: bool) -> str:
+    def send_chat(self, room: str, step: int, number: int, reference_style: bool) -> str:
         message_id = f"{self.worker.run}-{self.worker.index}-{self.index}-{step}-{number}"
         sent_at = time.time()
         body = f"{MARK_START}{step}~{message_id}~{sent_at:.6f}{MARK_END}"
         content: dict[str, Any] = {"client_id": message_id, "body": body}
         if reference_style:
             content["sent_at"] = sent_at
-        await self.ws.send(json.dumps({"type": "chat.message", "id": message_id, "room": room, "content": content}))
+        self.ws.send_text(json.dumps({"type": "chat.message", "id": message_id, "room": room, "content": content}))
         return message_id
 
 
@@ -297,8 +291,8 @@ class _Worker:
             for client in self._open_clients():
                 number += 1
                 try:
-                    await client.ws.send(json.dumps({"type": "ping"}))
-                except ConnectionClosed:
+                    client.ws.send_text(json.dumps({"type": "ping"}))
+                except ConnectionClosedError:
                     pass
 
     def _open_clients(self) -> list[_Client]:
@@ -313,7 +307,7 @@ class _Worker:
             async with gate:
                 try:
                     reply = await client.request({"type": "room.join", "id": f"join-{room}", "room": room})
-                except (TimeoutError, ConnectionClosed) as exc:
+                except (TimeoutError, ConnectionClosedError) as exc:
                     failures[type(exc).__name__] += 1
                     return
             if reply.get("type") == "ack":
@@ -352,8 +346,8 @@ class _Worker:
                     await asyncio.sleep(delay)
                 room = client.spec.rooms[number % len(client.spec.rooms)]
                 try:
-                    message_id = await client.send_chat(room, step, number, reference_style)
-                except ConnectionClosed:
+                    message_id = client.send_chat(room, step, number, reference_style)
+                except ConnectionClosedError:
                     return
                 sent[message_id] = room
                 number += 1
