@@ -150,3 +150,22 @@ async def test_redis_keys_carry_the_tenant_and_lapse_on_their_own(backend, setti
         assert all(0 < client.ttl(key) for key in keys)
     finally:
         client.close()
+
+
+async def test_the_presence_of_a_big_room_is_read_in_one_go(backend):
+    tenant = backend()
+    users = range(1, 601)  # more users than one read call takes
+    expected = {}
+    for user_id in users:
+        if user_id % 3 == 0:
+            expected[user_id] = OFFLINE
+            continue
+        await presence_connect(tenant_id=tenant, user_id=user_id, connection_id=f"c{user_id}")
+        if user_id % 3 == 1:
+            await presence_set_away(tenant_id=tenant, user_id=user_id, connection_id=f"c{user_id}", away=True)
+        expected[user_id] = AWAY if user_id % 3 == 1 else ONLINE
+
+    got = await presence_get(tenant_id=tenant, user_ids=list(reversed(users)))
+    assert got == expected
+    assert list(got) == list(reversed(users))
+    assert await presence_get(tenant_id=tenant, user_ids=[]) == {}
