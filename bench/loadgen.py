@@ -285,13 +285,21 @@ class _Worker:
         }
 
     async def _ping(self) -> None:
-        number = 0
+        # Each client pings every PING_EVERY seconds at its own moment, as
+        # independent clients do: a burst of every socket's ping at once would
+        # be a stall of the harness's making, landing in whichever step it hits.
         while True:
-            await asyncio.sleep(PING_EVERY)
-            for client in self._open_clients():
-                number += 1
+            clients = self._open_clients()
+            if not clients:
+                await asyncio.sleep(PING_EVERY)
+                continue
+            gap = PING_EVERY / len(clients)
+            for client in clients:
+                await asyncio.sleep(gap)
+                if client.closed_with is not None:
+                    continue
                 try:
-                    client.ws.send_text(json.dumps({"type": "ping"}))
+                    client.ws.send_text('{"type": "ping"}')
                 except ConnectionClosedError:
                     pass
 
