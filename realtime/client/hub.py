@@ -115,6 +115,8 @@ class HubClient:
     """One logical session with the hub, spread over as many sockets as it takes.
 
     ``url`` is the server (``http://host:port``) or the endpoint (``ws://host:port/ws/``).
+    ``origin``, when given, is sent as the ``Origin`` header, as a browser page on
+    that origin would (the server then checks it against its allowlist).
     Use as ``async with HubClient(...) as client:`` (waits for the first
     connection) or call ``start()`` and ``close()``."""
 
@@ -129,8 +131,10 @@ class HubClient:
         open_timeout: float = 10.0,
         refresh_margin: float = 60.0,
         max_buffered_events: int = 10_000,
+        origin: str | None = None,
     ):
         self.url = hub_url(url)
+        self._origin = origin
         self._token_provider = token_provider
         self._backoff = backoff or BackoffPolicy()
         self._request_timeout = request_timeout
@@ -319,6 +323,12 @@ class HubClient:
 
     # --- Internals: the connection loop ------------------------------------------------------
 
+    def _headers(self, token: str) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {token}"}
+        if self._origin is not None:
+            headers["Origin"] = self._origin
+        return headers
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         attempt = 0
@@ -333,7 +343,7 @@ class HubClient:
                 force_token = False
                 async with connect(
                     self.url,
-                    additional_headers={"Authorization": f"Bearer {token}"},
+                    additional_headers=self._headers(token),
                     open_timeout=self._open_timeout,
                     close_timeout=2,
                     max_size=None,

@@ -1,9 +1,9 @@
 """``realtime.client.HubClient``'s transport against a real daphne: password
 login, hello, ping, heartbeats, token refresh on the open socket, reconnection
 with backoff after the server goes away, and what each close code makes it do.
-4429 comes from the real daphne (the user's other sockets fill the cap); the
-codes daphne cannot be made to send to a header-authenticated client (4403,
-which needs a browser Origin, and 4500) come from a local ``websockets`` server."""
+4429 and 4403 (an Origin the server does not allow) come from the real daphne;
+4500, which it sends only when the server itself fails, comes from a local
+``websockets`` server."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
+from audit.constants import AuditAction
 from realtime.client import (
     CLIENT_CONNECTED,
     CLIENT_DISCONNECTED,
@@ -35,7 +36,7 @@ from tests.conftest import ROOT, subprocess_env
 from tests.factories import DEFAULT_PASSWORD
 
 from .client_support import RecordingTokens, RestartableDaphne
-from .conftest import FAST_TIMERS, access_token
+from .conftest import FAST_TIMERS, access_token, audit_actions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -209,25 +210,28 @@ async def _static_token(*, force: bool = False) -> str:
     return "stub-token"
 
 
-async def test_close_4403_stops_the_client_for_good():
-    server, attempts = await _closing_server(4403)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        client = HubClient(f"ws://127.0.0.1:{port}/ws/", token_provider=_static_token, backoff=FAST_BACKOFF)
-        client.start()
-        with pytest.raises(HubClosed) as caught:
-            async with asyncio.timeout(5):
-                async for _frame in client.events():
-                    pass
-        assert caught.value.code == 4403
-        await asyncio.sleep(0.5)
-        assert len(attempts) == 1
-        with pytest.raises(HubClosed):
-            await client.ping()
-        await client.close()
-    finally:
-        server.close()
-        await server.wait_closed()
+@pytest.mark.live
+async def test_close_4403_stops_the_client_for_good(live_server_url, user):
+    """An Origin outside WS_ALLOWED_ORIGINS: refused once, never retried."""
+    client = HubClient(
+        live_server_url,
+        token_provider=PasswordTokenProvider(live_server_url, username=user.username, password=DEFAULT_PASSWORD),
+        backoff=FAST_BACKOFF,
+        origin="https://not-allowed.example",
+    )
+    client.start()
+    with pytest.raises(HubClosed) as caught:
+        async with asyncio.timeout(10):
+            async for _frame in client.events():
+                pass
+    assert caught.value.code == 4403
+    await asyncio.sleep(0.5)
+    refused = await audit_actions(action=AuditAction.WS_REJECTED, actor_id=None)
+    assert [row.details.get("reason") for row in refused] == ["origin_forbidden"]
+    assert client.sessions == 0
+    with pytest.raises(HubClosed):
+        await client.ping()
+    await client.close()
 
 
 async def test_close_4429_backs_off_longer_than_other_codes():
