@@ -195,7 +195,7 @@ def attachments_purge_unattached(*, older_than: timedelta | None = None) -> int:
             )
             if not batch:
                 break
+            # The files follow after commit (chat.signals).
             Attachment.objects.filter(pk__in=[pk for pk, _ in batch], message__isnull=True).delete()
-            attachment_files_delete_on_commit([name for _, name in batch])
         purged += len(batch)
     return purged

@@ -59,7 +59,6 @@ from ..selectors import (
     room_get_for_member,
     room_get_in_tenant,
 )
-from .attachments import attachment_files_delete_on_commit
 from .encryption import message_index, room_seal_text
 
 # The related rows every rendered message needs (chat.events.message_payload).
@@ -481,9 +480,8 @@ def message_delete(*, actor: Principal, room_id: int, seq: int, context: Request
             context=context,
             details={"room_id": room.pk, "seq": message.seq, "sender_id": message.sender_id},
         )
-    files = list(Attachment.objects.filter(message=message).values_list("storage_name", flat=True))
+    # Their files follow after commit (chat.signals).
     Attachment.objects.filter(message=message).delete()
-    attachment_files_delete_on_commit(files)
     message_index(message=message, text="")
     message.body, message.body_key_id = "", ""
     message.deleted_at = timezone.now()

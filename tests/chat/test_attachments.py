@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.utils import timezone
 
 from chat.constants import MESSAGE_ATTACHMENTS_MAX, RoomKind
@@ -313,3 +314,27 @@ def test_a_private_room_upload_by_an_outsider_is_404(carol, private_room):
 
     assert response.status_code == 404
     assert private_room.kind == RoomKind.PRIVATE
+
+
+def test_deleting_the_room_deletes_its_files(public_room, alice_p, django_capture_on_commit_callbacks):
+    sent, unsent = upload(alice_p, public_room), upload(alice_p, public_room)
+    message_send(actor=alice_p, room_id=public_room.pk, client_id="c", body="pic", attachments=[sent.pk])
+
+    # As the admin does: a cascade through messages and uploads.
+    with django_capture_on_commit_callbacks(execute=True):
+        type(public_room).objects.filter(pk=public_room.pk).delete()
+
+    assert not Attachment.objects.exists()
+    assert not default_storage.exists(sent.storage_name)
+    assert not default_storage.exists(unsent.storage_name)
+
+
+def test_a_rolled_back_delete_keeps_the_files(public_room, alice_p):
+    attachment = upload(alice_p, public_room)
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Attachment.objects.filter(pk=attachment.pk).delete()
+        raise RuntimeError("rolled back")
+
+    assert Attachment.objects.filter(pk=attachment.pk).exists()
+    assert default_storage.exists(attachment.storage_name)
