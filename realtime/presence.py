@@ -78,7 +78,6 @@ if #live > 0 then
     if redis.call('SISMEMBER', KEYS[2], id) == 0 then state = 'online' break end
   end
 end
-if op == 'get' then return {state, 0} end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if not redis.call('ZSCORE', KEYS[1], id) then redis.call('SREM', KEYS[2], id) end
 end
@@ -97,8 +96,8 @@ return {state, 1}
 """
 
 
-# Read-only: the state of many users at once. KEYS: connections then away of
-# each user, in pairs. The same rule as the script above (live connections are
+# Read-only: the state of many users at once (``get``). KEYS: connections then
+# away of each user, in pairs. The same rule as the script above (live connections are
 # those expiring after now; online if any live one is not away).
 _STATES_SCRIPT = """
 local t = redis.call('TIME')
