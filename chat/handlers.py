@@ -17,7 +17,6 @@ client-facing description.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -25,13 +24,14 @@ from django.conf import settings
 
 from accounts.principals import Principal
 from realtime.batching import Batcher
+from realtime.calls import call_service
 from realtime.groups import room_topic
 from realtime.presence import PresenceChange, PresenceState, presence_get
 from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply, encode, envelope
 from realtime.registry import Connection, registry
 from realtime.subscriptions import StoredFrame
 
-from .errors import ChatError
+from .errors import DomainError
 from .events import chat_message_frame, message_payload_dict
 from .selectors import messages_after, messages_page, room_get_for_member, room_members, rooms_for_user
 from .services.ephemeral import presence_broadcast, typing_signal
@@ -91,12 +91,7 @@ def _ids(content: dict[str, Any], field: str) -> list[int]:
     return value
 
 
-async def _call(function: Callable[..., Any], /, **kwargs: Any) -> Any:
-    """Run a chat service or selector off the event loop; domain errors become ``error`` frames."""
-    try:
-        return await database_sync_to_async(function)(**kwargs)
-    except ChatError as exc:
-        raise ProtocolError(exc.code, exc.message, details=exc.details) from None
+_call = call_service
 
 
 def _topic(conn: Connection, room_id: int) -> str:
@@ -166,7 +161,7 @@ async def handle_room_join(conn: Connection, message: ClientMessage) -> Reply:
     async def fetch_missing(*, after: int, upto: int | None) -> list[StoredFrame]:
         try:
             return await database_sync_to_async(_stored_frames)(actor=actor, room_id=room_id, after=after, upto=upto)
-        except ChatError:
+        except DomainError:
             # No longer a member (left, kicked, banned): the stream ends here.
             conn.room_unsubscribe(topic)
             return []
@@ -251,7 +246,7 @@ async def handle_chat_message(conn: Connection, message: ClientMessage) -> Reply
     )
     # Stored with the other sends that reach this process meanwhile (group commit).
     outcome = await _sends.submit(request)
-    if isinstance(outcome, ChatError):
+    if isinstance(outcome, DomainError):
         raise ProtocolError(outcome.code, outcome.message, details=outcome.details)
     sent, created = outcome
     return Reply("ack", {"seq": sent.seq, "message_id": sent.pk, "created": created})

@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from celery import Celery, Task
+from celery import Celery
+from celery.contrib.django.task import DjangoTask
 from django.utils import timezone
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spotify_agent.settings")
@@ -54,9 +55,11 @@ def check_countdown(app: Celery, *, countdown: float | None, eta: datetime | str
         )
 
 
-class ProjectTask(Task):
-    """Base of every task: applies the countdown rule, also in eager mode (which
-    never reaches ``send_task``), so the embedded default fails like production."""
+class ProjectTask(DjangoTask):
+    """Base of every task: Celery's Django task (``delay_on_commit``, which enqueues
+    once the transaction commits), plus the countdown rule, also applied in eager
+    mode (which never reaches ``send_task``), so the embedded default fails like
+    production."""
 
     def apply_async(self, *args, **options):
         # countdown and eta are keyword-only in Task.apply_async (part of **options).

@@ -1,8 +1,9 @@
 """REST adapters of chat: parse, call one service or selector, render.
 
-Authorization, validation and broadcasting are the services'; ``ChatView``
-maps their domain errors (``chat.errors``) to the API error shape with the
-matching status (404, 403, 400, 409, 413, 415, 422). Chat is for users: API
+Authorization, validation and broadcasting are the services'; the API's
+exception handler renders their domain errors (``spotify_agent.errors``,
+``chat.errors``) in the API error shape with the matching status (404, 403,
+400, 409, 413, 415, 422). Chat is for users: API
 clients are refused (no ``required_scope``). docs/api.md, "Chat", lists the
 endpoints.
 """
@@ -21,13 +22,12 @@ from rest_framework.views import APIView
 
 from accounts.constants import Role
 from audit.services import RequestContext
-from spotify_agent.api.exceptions import ApiError
 from spotify_agent.api.pagination import DefaultCursorPagination
 from spotify_agent.api.schema import ErrorResponseSerializer, error_responses
 from spotify_agent.api.views import TenantScopedMixin
 
 from .. import selectors
-from ..errors import ChatError, TooLarge
+from ..errors import TooLarge
 from ..models import Message, RoomMember
 from ..services.attachments import attachment_open, attachment_upload
 from ..services.messages import message_delete, message_edit, message_send, reaction_add, reaction_remove
@@ -106,16 +106,11 @@ def _errors(*statuses: int) -> dict:
 
 
 class ChatView(TenantScopedMixin, APIView):
-    """Base of chat views: users of any role, tenant from the credential,
-    chat's domain errors rendered in the API error shape."""
+    """Base of chat views: users of any role, tenant from the credential (domain
+    errors are rendered by the API's exception handler)."""
 
     required_role = Role.MEMBER
     required_scope = None
-
-    def handle_exception(self, exc):
-        if isinstance(exc, ChatError):
-            exc = ApiError(code=str(exc.code), message=exc.message, status_code=exc.http_status, details=exc.details)
-        return super().handle_exception(exc)
 
     def context(self) -> RequestContext:
         return RequestContext.from_request(self.request)

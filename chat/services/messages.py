@@ -38,7 +38,7 @@ from ..constants import (
     ModerationStatus,
     ReactionAction,
 )
-from ..errors import ChatError, Conflict, Forbidden, Invalid
+from ..errors import Conflict, DomainError, Forbidden, Invalid
 from ..events import (
     ChatDeletedEvent,
     ChatEditedEvent,
@@ -138,7 +138,7 @@ class SendRequest:
 
 # What each request of ``message_send_many`` came to: ``(message, created)`` or
 # the domain error ``message_send`` would have raised for it alone.
-SendOutcome = tuple[Message, bool] | ChatError
+SendOutcome = tuple[Message, bool] | DomainError
 
 
 def message_send(
@@ -165,7 +165,7 @@ def message_send(
     """
     request = SendRequest(actor, room_id, client_id, body, reply_to_seq, attachments)
     [outcome] = message_send_many([request])
-    if isinstance(outcome, ChatError):
+    if isinstance(outcome, DomainError):
         raise outcome
     return outcome
 
@@ -227,7 +227,7 @@ def message_send_many(requests: Sequence[SendRequest]) -> list[SendOutcome]:
             member_check_may_post(membership, banned=getattr(membership, "banned", None))
             _claimable_attachments(room=membership.room, user_id=user_id, attachment_ids=attachment_ids)
             reply_to = _reply_target(room=membership.room, reply_to_seq=request.reply_to_seq)
-        except ChatError as exc:
+        except DomainError as exc:
             outcomes[index] = exc
             continue
         first_of_key[key] = index
@@ -237,7 +237,7 @@ def message_send_many(requests: Sequence[SendRequest]) -> list[SendOutcome]:
     verdicts = moderation_screen_many([(item.membership.room, item.membership.user_id, item.body) for item in new])
     accepted: list[_NewMessage] = []
     for item, verdict in zip(new, verdicts, strict=True):
-        if isinstance(verdict, ChatError):
+        if isinstance(verdict, DomainError):
             outcomes[item.index] = verdict
             continue
         room = item.membership.room
@@ -266,7 +266,7 @@ def message_send_many(requests: Sequence[SendRequest]) -> list[SendOutcome]:
         outcomes[item.index] = (item.message, True)
     for index, first in repeats:
         outcome = outcomes[first]
-        outcomes[index] = outcome if isinstance(outcome, ChatError) else (outcome[0], False)
+        outcomes[index] = outcome if isinstance(outcome, DomainError) else (outcome[0], False)
     return outcomes
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from chat.crypto import KeyConfigError, keyring
-from chat.errors import ChatError
+from chat.errors import DomainError
 from chat.services.encryption import message_keys_pending, message_keys_rotate
 
 
@@ -42,7 +42,7 @@ class Command(BaseCommand):
         if not check:
             try:
                 report = message_keys_rotate(batch_size=batch_size)
-            except ChatError as exc:
+            except DomainError as exc:
                 raise CommandError(exc.message) from None
             self.stdout.write(
                 f"Re-encrypted under key {report.key_id!r}: {report.messages} messages, "
