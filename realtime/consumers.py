@@ -355,6 +355,8 @@ class HubConsumer(AsyncWebsocketConsumer):
             self._deadlines.cancel_all()
         if self._outbox is not None:
             self._outbox.discard()
+        if self._principal is not None:
+            await registry.connection_closed(self)
         for topic in list(self._rooms):
             self.room_unsubscribe(topic)
         for group in list(self._groups):

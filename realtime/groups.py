@@ -19,6 +19,19 @@ def room_topic(*, tenant_id: int, room_id: int) -> str:
     return f"t{tenant_id}.room.{room_id}"
 
 
+def playlist_topic(*, tenant_id: int, playlist_id: int) -> str:
+    """The fan-out topic of one playlist: its revisions and its presence."""
+    return f"t{tenant_id}.playlist.{playlist_id}"
+
+
+def playlist_topic_id(topic: str) -> int | None:
+    """The playlist id of a ``playlist_topic`` name, None for any other topic."""
+    parts = topic.split(".")
+    if len(parts) == 3 and parts[1] == "playlist" and parts[2].isdigit():
+        return int(parts[2])
+    return None
+
+
 def tenant_group(*, tenant_id: int) -> str:
     """Every open socket of one tenant: tenant-wide system notices."""
     return f"t{tenant_id}.all"

@@ -15,18 +15,25 @@ two servers never both announce the same change. Going offline is not decided
 when a socket closes but ``PRESENCE_GRACE_SECONDS`` later, so a reload or a
 network switch does not flap. Broadcasting a change is the caller's job. Keys
 carry the tenant; the in-memory backend serves the embedded default.
+
+*Topic presence* (``topic_presence_*``) says who is on one topic, such as a
+playlist, and what each socket shows there (viewing, editing, a selection):
+one Redis hash per topic, each entry valid while its socket's connection above
+is live, so a dead server's entries vanish with its connections.
 docs/operations.md, "Fan-out and presence (server design)", explains the design.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -176,6 +183,45 @@ class RedisPresence:
         states = [state for chunk in results for state in chunk]
         return dict(zip(user_ids, states, strict=True))
 
+    # Topic presence: who is on one topic (a playlist), per socket, with a payload.
+
+    def _topic_key(self, topic: str) -> str:
+        return f"{self._prefix}:topic:{topic}"
+
+    async def topic_set(self, *, topic: str, tenant_id: int, user_id: int, connection_id: str, data: str) -> None:
+        key = self._topic_key(topic)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.hset(key, connection_id, f"{tenant_id}:{user_id}:{data}")
+            pipe.expire(key, self._key_ttl)
+            await pipe.execute()
+
+    async def topic_remove(self, *, topic: str, connection_id: str) -> bool:
+        return bool(await self._client.hdel(self._topic_key(topic), connection_id))
+
+    async def topic_members(self, *, topic: str) -> dict[str, str]:
+        """Entries of live connections only: an entry whose connection lapsed (its
+        server died without removing it) is dropped here, on read."""
+        key = self._topic_key(topic)
+        entries = await self._client.hgetall(key)
+        if not entries:
+            return {}
+        parsed = {conn: value.split(":", 2) for conn, value in entries.items()}
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            for conn, (tenant_id, user_id, _data) in parsed.items():
+                pipe.zscore(self._keys(int(tenant_id), int(user_id))[0], conn)
+            now, *expiries = await pipe.execute()
+        now_ms = now[0] * 1000 + now[1] // 1000
+        live = {
+            conn: data
+            for (conn, (_t, _u, data)), expiry in zip(parsed.items(), expiries, strict=True)
+            if expiry is not None and expiry > now_ms
+        }
+        dead = [conn for conn in parsed if conn not in live]
+        if dead:
+            await self._client.hdel(key, *dead)
+        return live
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
@@ -193,6 +239,7 @@ class MemoryPresence:
     def __init__(self, *, ttl: float) -> None:
         self._ttl = ttl
         self._users: dict[tuple[int, int], _MemoryUser] = {}
+        self._topics: dict[str, dict[str, tuple[int, int, str]]] = {}
 
     def _state(self, user: _MemoryUser) -> str:
         now = time.monotonic()
@@ -228,6 +275,21 @@ class MemoryPresence:
             await self.apply(op, tenant_id=tenant_id, user_id=user_id, connection_id=connection_id)
             for tenant_id, user_id, connection_id in connections
         ]
+
+    async def topic_set(self, *, topic: str, tenant_id: int, user_id: int, connection_id: str, data: str) -> None:
+        self._topics.setdefault(topic, {})[connection_id] = (tenant_id, user_id, data)
+
+    async def topic_remove(self, *, topic: str, connection_id: str) -> bool:
+        return self._topics.get(topic, {}).pop(connection_id, None) is not None
+
+    async def topic_members(self, *, topic: str) -> dict[str, str]:
+        now = time.monotonic()
+        entries = self._topics.get(topic, {})
+        for conn, (tenant_id, user_id, _data) in list(entries.items()):
+            user = self._users.get((tenant_id, user_id))
+            if user is None or user.connections.get(conn, 0) <= now:
+                del entries[conn]
+        return {conn: data for conn, (_t, _u, data) in entries.items()}
 
     async def get(self, *, tenant_id: int, user_ids: Iterable[int]) -> dict[int, str]:
         return {
@@ -344,6 +406,32 @@ async def presence_get(*, tenant_id: int, user_ids: Iterable[int]) -> dict[int, 
     """The current state of each user (one Redis round trip for the whole list)."""
     states = await get_presence().get(tenant_id=tenant_id, user_ids=user_ids)
     return {user_id: PresenceState(state) for user_id, state in states.items()}
+
+
+async def topic_presence_set(
+    *, topic: str, tenant_id: int, user_id: int, connection_id: str, data: dict[str, Any]
+) -> None:
+    """Show this socket on ``topic`` with ``data`` (replacing what it showed before).
+    The entry lives as long as the socket's presence connection: a server that dies
+    leaves entries that ``topic_presence_list`` drops once its sockets lapse."""
+    await get_presence().topic_set(
+        topic=topic,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        connection_id=connection_id,
+        data=json.dumps(data, separators=(",", ":")),
+    )
+
+
+async def topic_presence_remove(*, topic: str, connection_id: str) -> bool:
+    """Take this socket off ``topic``; False if it was not on it."""
+    return await get_presence().topic_remove(topic=topic, connection_id=connection_id)
+
+
+async def topic_presence_list(*, topic: str) -> list[dict[str, Any]]:
+    """What every live socket on ``topic`` shows, ordered by connection id."""
+    members = await get_presence().topic_members(topic=topic)
+    return [json.loads(members[conn]) for conn in sorted(members)]
 
 
 async def close_presence() -> None:

@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"  # too many frames of this kind; retry later
     TOO_LARGE = "too_large"  # the frame exceeds WS_MAX_FRAME_BYTES
     CONFLICT = "conflict"  # the operation conflicts with the current state
+    RESYNC_REQUIRED = "resync_required"  # the client's copy is too old to merge into; details carry a fresh one
     MODERATED = "moderated"  # the moderation pipeline rejected the content; nothing was stored
     UNAUTHENTICATED = "unauthenticated"  # the credential was refused
     INTERNAL = "internal"  # the server failed; the frame may be retried

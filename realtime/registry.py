@@ -14,7 +14,8 @@ Each app declares its WebSocket family in its own ``handlers.py``::
 
 ``RealtimeConfig.ready`` imports every project app's ``handlers`` module, so
 adding a family is adding that one module. The consumer only looks types up
-here; a family that broadcasts presence registers a ``presence_listener``. A
+here; a family that broadcasts presence registers a ``presence_listener``, and
+one that keeps per-socket state elsewhere a ``close_listener``. A
 message handler answers by returning ``None`` (the consumer sends ``ack``), a
 ``Reply``, or by raising ``ProtocolError``; docs/protocol.md has the rules.
 Room traffic does not use channel-layer events: a handler subscribes the
@@ -98,6 +99,7 @@ class Connection(Protocol):
 MessageHandler = Callable[[Connection, ClientMessage], Awaitable[Reply | None]]
 EventHandler = Callable[[Connection, dict[str, Any]], Awaitable[None]]
 PresenceListener = Callable[[PresenceChange], Awaitable[None]]
+CloseListener = Callable[[Connection], Awaitable[None]]
 
 
 class HandlerRegistry:
@@ -105,6 +107,7 @@ class HandlerRegistry:
         self._messages: dict[str, MessageHandler] = {}
         self._events: dict[str, EventHandler] = {}
         self._presence_listeners: list[PresenceListener] = []
+        self._close_listeners: list[CloseListener] = []
 
     @staticmethod
     def _add(table: dict[str, Any], key: str, handler: Any) -> None:
@@ -150,6 +153,22 @@ class HandlerRegistry:
                 await listener(change)
             except Exception:
                 logger.exception("presence listener failed")
+
+    def close_listener(self, listener: CloseListener) -> CloseListener:
+        """Decorator: called with each authenticated socket as it closes, before its
+        fan-out subscriptions end, so a family can clear what the socket showed
+        (its presence on a playlist, say)."""
+        if listener not in self._close_listeners:
+            self._close_listeners.append(listener)
+        return listener
+
+    async def connection_closed(self, conn: Connection) -> None:
+        """Run every close listener; one failing does not stop the others."""
+        for listener in self._close_listeners:
+            try:
+                await listener(conn)
+            except Exception:
+                logger.exception("close listener failed")
 
     def message_handler(self, message_type: str) -> MessageHandler | None:
         return self._messages.get(message_type)

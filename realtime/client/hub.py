@@ -147,6 +147,7 @@ class HubClient:
         # Bounded: when the application stops reading, the client stops reading
         # the socket, and the server's slow-consumer limit (4413) takes over.
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_buffered_events)
+        self._held: dict[str, Any] | None = None
         self._connected = asyncio.Event()
         self._done = asyncio.Event()
         self._failure: HubClosed | None = None
@@ -303,6 +304,10 @@ class HubClient:
         in arrival order. Ends after ``close()``; raises ``HubClosed`` when the
         server or the credentials stopped the client."""
         while True:
+            if self._held is not None:
+                frame, self._held = self._held, None
+                yield frame
+                continue
             if not self._events.empty():
                 yield self._events.get_nowait()
                 continue
@@ -314,6 +319,12 @@ class HubClient:
             stopper = asyncio.ensure_future(self._done.wait())
             try:
                 await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # Cancelled (a reader's timeout) just as a frame was taken: keep it
+                # for the next reader rather than lose it.
+                if getter.done() and not getter.cancelled():
+                    self._held = getter.result()
+                raise
             finally:
                 stopper.cancel()
                 if not getter.done():

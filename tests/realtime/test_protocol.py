@@ -79,6 +79,7 @@ def test_error_codes_are_the_documented_closed_list():
         "rate_limited",
         "too_large",
         "conflict",
+        "resync_required",
         "moderated",
         "unauthenticated",
         "internal",
