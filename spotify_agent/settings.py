@@ -271,6 +271,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "chat.tasks.attachments_purge_unattached",
         "schedule": timedelta(hours=1),
     },
+    "playlists-prune-history": {
+        "task": "playlists.tasks.playlist_history_prune",
+        "schedule": timedelta(hours=6),
+    },
+    "playlists-rebuild-suggestions": {
+        "task": "playlists.tasks.suggestions_rebuild_all",
+        "schedule": timedelta(hours=6),
+    },
 }
 
 # --- REST API ----------------------------------------------------------------
@@ -468,6 +476,35 @@ CHAT_ENCRYPTION_KEYS = env_list("CHAT_ENCRYPTION_KEYS", [])
 # HMAC key of the word index that keeps encrypted rooms searchable; separate
 # from the encryption keys, which rotate without touching the index.
 CHAT_SEARCH_INDEX_KEY = env_str("CHAT_SEARCH_INDEX_KEY") or SECRET_KEY
+
+# --- Playlists (playlists.services, docs/protocol.md "Playlists") ----------------------
+
+# Items one playlist may hold: every edit loads and rewrites the order of the
+# items it shifts, so this bounds an edit's cost (streaming services cap near 10,000).
+PLAYLIST_MAX_ITEMS = env_int("PLAYLIST_MAX_ITEMS", 5000, minimum=1)
+# Operations in one batch op (applied atomically, all or none).
+PLAYLIST_MAX_BATCH_OPS = env_int("PLAYLIST_MAX_BATCH_OPS", 100, minimum=1)
+# An op is transformed across at most this many ops committed after its base
+# revision; a client further behind gets resync_required with a fresh snapshot
+# (reloading is cheaper than transforming a stale edit across a day of changes).
+PLAYLIST_TRANSFORM_WINDOW = env_int("PLAYLIST_TRANSFORM_WINDOW", 500, minimum=1)
+# A snapshot every this many revisions bounds "as of revision N" to replaying
+# fewer ops than this (written by a Celery task after the commit).
+PLAYLIST_SNAPSHOT_EVERY = env_int("PLAYLIST_SNAPSHOT_EVERY", 100, minimum=1)
+# Op-log entries older than this are pruned (down to the newest snapshot before
+# the cutoff); revisions before it are no longer viewable or revertible.
+PLAYLIST_HISTORY_RETENTION_DAYS = env_int("PLAYLIST_HISTORY_RETENTION_DAYS", 365, minimum=1)
+# A share link expires after this many days unless its creator sets a sooner time.
+PLAYLIST_SHARE_LINK_MAX_DAYS = env_int("PLAYLIST_SHARE_LINK_MAX_DAYS", 30, minimum=1)
+# Tracks in one catalog import request (REST, idempotent on URI).
+TRACK_IMPORT_MAX_TRACKS = env_int("TRACK_IMPORT_MAX_TRACKS", 1000, minimum=1)
+# Suggestions (playlists.suggestions): neighbours kept per track by the rebuild,
+# and at most how many suggestions one request returns.
+SUGGESTION_NEIGHBOURS = env_int("SUGGESTION_NEIGHBOURS", 50, minimum=1)
+SUGGESTION_MAX_RESULTS = env_int("SUGGESTION_MAX_RESULTS", 50, minimum=1)
+# Plays of one user less than this apart form one listening session: tracks in
+# one session co-occur like tracks of one playlist.
+SUGGESTION_SESSION_GAP_MINUTES = env_int("SUGGESTION_SESSION_GAP_MINUTES", 30, minimum=1)
 
 # --- Audit ----------------------------------------------------------------------
 

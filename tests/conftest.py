@@ -4,6 +4,8 @@
   configured and answering: real-service tests never skip there.
 - ``live_server_url`` runs a real daphne process on the test database; tests
   that use it need ``django_db(transaction=True)`` so their rows are committed.
+- ``servers`` runs two daphne processes on the test database, restartable, as
+  two servers behind a load balancer.
 - ``celery_worker`` runs a real Celery worker process (needs Redis).
 """
 
@@ -184,6 +186,21 @@ def live_server_url(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real daphne process serving the app on the test database."""
     with daphne_server(tmp_path_factory.mktemp("daphne")) as url:
         yield url
+
+
+@pytest.fixture
+def servers(transactional_db, tmp_path):
+    """Two restartable daphne processes sharing the database and Redis, as two
+    servers behind a load balancer; stopped before the test's database flush."""
+    from tests.realtime.client_support import RestartableDaphne
+
+    first = RestartableDaphne(tmp_path, name="first")
+    second = RestartableDaphne(tmp_path, name="second")
+    first.start()
+    second.start()
+    yield first, second
+    first.stop()
+    second.stop()
 
 
 @pytest.fixture(scope="session")

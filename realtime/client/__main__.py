@@ -1,13 +1,21 @@
-"""``python -m realtime.client``: a terminal chat and a connectivity check.
+"""``python -m realtime.client``: a terminal chat, a playlist editor and a connectivity check.
 
     python -m realtime.client ping --url http://127.0.0.1:8000 --username alice
     python -m realtime.client chat --url http://127.0.0.1:8000 --username alice --room 3 [--resume-file alice.seq]
+    python -m realtime.client playlist --url http://127.0.0.1:8000 --username alice --playlist 1
 
 The password comes from ``--password``, else the ``HUB_PASSWORD`` environment
 variable, else a prompt. ``chat`` prints each message as ``[seq] user: body``
 and sends every line read from stdin; with ``--resume-file`` the last seq seen
 is kept there, so a restarted client replays exactly what it missed. Status
 lines start with ``*`` and go to stderr.
+
+``playlist`` prints the playlist, then every revision as it is committed
+(``rev N by user: ops``) and the list after it; it reads edit commands from
+stdin: ``add <track id> [index]`` (default: at the end), ``rm <index>``,
+``mv <index> <new index>``, ``title <text>``, ``revert <revision>``, ``list``.
+Indexes are the positions printed; edits made meanwhile by others are merged
+by the server.
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ import getpass
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .hub import CLIENT_CONNECTED, CLIENT_DISCONNECTED, CLIENT_RESUMED, CLIENT_ROOM_LOST, HubClient, HubClosed, HubError
+from .playlist import PlaylistSession
 from .tokens import AuthenticationFailed, PasswordTokenProvider
 
 # How long ``chat`` waits, after the end of its input, for its last message to come back.
@@ -77,6 +87,20 @@ async def _ping(args: argparse.Namespace) -> int:
             f"pong in {elapsed:.1f} ms, server time {pong['server_time']}"
         )
     return 0
+
+
+async def _wait_until(done: Callable[[], bool]) -> None:
+    """Wait for ``done()`` (what was sent has come back), ``_ECHO_WAIT`` seconds at most."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_ECHO_WAIT):
+            while not done():
+                await asyncio.sleep(0.05)
+
+
+async def _stop(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class _Printed:
@@ -137,21 +161,104 @@ async def _chat(args: argparse.Namespace) -> int:
             # At the end of input, stay until the replay and the last line sent
             # have come back from the room (printed and saved), for a few seconds at most.
             target = max(last_sent or 0, joined.get("last_seq") or 0)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_ECHO_WAIT):
-                    while printed.seq < target:
-                        await asyncio.sleep(0.05)
+            await _wait_until(lambda: printed.seq >= target)
         finally:
-            printer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await printer
+            await _stop(printer)
+    return 0
+
+
+async def _print_playlist(client: HubClient, session: PlaylistSession) -> None:
+    async for frame in client.events():
+        changed = await session.handle(frame)
+        kind = frame.get("type")
+        if changed and kind == "playlist.changed":
+            content = frame["content"]
+            author = (content.get("actor") or {}).get("username", "?")
+            ops = ", ".join(op["op"] for op in content.get("ops", []))
+            _out(f"rev {frame['seq']} by {author}: {ops}")
+            for line in session.describe()[1:]:
+                _out(line)
+        elif kind == "playlist.overridden":
+            _status(f"your edit was overridden by revision {frame['content']['revision']}")
+        elif kind == "playlist.access_revoked":
+            _status("you no longer have access to this playlist")
+        elif kind == CLIENT_DISCONNECTED:
+            _status(f"disconnected ({frame['content']['code']}); retrying in {frame['content']['retry_in']} s")
+        elif kind == "error":
+            _status(f"error {frame.get('code')}: {frame.get('message')}")
+
+
+def _playlist_command(session: PlaylistSession, word: str, rest: str) -> dict[str, Any]:
+    """The op (or ``{"revert": revision}``) an edit command asks for."""
+    args = rest.split()
+    items = session.state.items if session.state is not None else []
+    if word == "add":
+        return {"op": "insert", "track": int(args[0]), "index": int(args[1]) if len(args) > 1 else len(items)}
+    if word == "rm":
+        return {"op": "remove", "item_id": items[int(args[0])]["item_id"]}
+    if word == "mv":
+        return {"op": "move", "item_id": items[int(args[0])]["item_id"], "index": int(args[1])}
+    if word == "title":
+        return {"op": "update", "title": rest}
+    if word == "revert":
+        return {"revert": int(args[0])}
+    raise ValueError(f"unknown command {word!r}")
+
+
+async def _edit_lines(session: PlaylistSession) -> int:
+    """Run each stdin command; return the newest revision an edit produced."""
+    newest = session.revision or 0
+    while True:
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line:
+            return newest
+        word, _, rest = line.strip().partition(" ")
+        if word in ("", "list"):
+            for printed in session.describe() if word else ():
+                _out(printed)
+            continue
+        try:
+            command = _playlist_command(session, word, rest)
+            answer = await (session.revert(command["revert"]) if "revert" in command else session.edit(command))
+        except (ValueError, IndexError) as exc:
+            _status(f"not understood: {exc}")
+            continue
+        except HubError as exc:
+            _status(f"not applied ({exc.code}): {exc.message}")
+            continue
+        except TimeoutError:
+            _status("not applied: no answer from the server")
+            continue
+        for dropped in answer.get("dropped", []):
+            _status(f"dropped: item {dropped['item_id']} was removed by someone else")
+        newest = max(newest, answer.get("revision") or 0)
+
+
+async def _playlist(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        session = PlaylistSession(client, args.playlist)
+        await session.open()
+        for line in session.describe():
+            _out(line)
+        _status("commands: add <track> [index] | rm <index> | mv <index> <to> | title <text> | revert <rev> | list")
+        printer = asyncio.create_task(_print_playlist(client, session))
+        try:
+            newest = await _edit_lines(session)
+            # At the end of input, stay until our last edit has come back.
+            await _wait_until(lambda: (session.revision or 0) >= newest)
+        finally:
+            await _stop(printer)
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m realtime.client", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, summary in (("ping", "connect, ping once and exit"), ("chat", "chat in one room from the terminal")):
+    for name, summary in (
+        ("ping", "connect, ping once and exit"),
+        ("chat", "chat in one room from the terminal"),
+        ("playlist", "edit one playlist from the terminal, live"),
+    ):
         command = commands.add_parser(name, help=summary)
         command.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default: %(default)s)")
         command.add_argument("--username", required=True)
@@ -159,12 +266,14 @@ def _parser() -> argparse.ArgumentParser:
         if name == "chat":
             command.add_argument("--room", required=True, help="the room id")
             command.add_argument("--resume-file", help="file keeping the last seq seen, to resume after a restart")
+        if name == "playlist":
+            command.add_argument("--playlist", required=True, type=int, help="the playlist id")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    run = _ping if args.command == "ping" else _chat
+    run = {"ping": _ping, "chat": _chat, "playlist": _playlist}[args.command]
     try:
         return asyncio.run(run(args))
     except (AuthenticationFailed, HubClosed, HubError) as exc:

@@ -34,18 +34,6 @@ FAST_BACKOFF = BackoffPolicy(base=0.1, cap=0.5, stable_after=1.0, throttled_floo
 
 
 @pytest.fixture
-def servers(transactional_db, tmp_path):
-    """Two daphne processes, stopped before the test's database flush."""
-    first = RestartableDaphne(tmp_path, name="first")
-    second = RestartableDaphne(tmp_path, name="second")
-    first.start()
-    second.start()
-    yield first, second
-    first.stop()
-    second.stop()
-
-
-@pytest.fixture
 def bob(tenant):
     return UserFactory(username="bob", tenant=tenant)
 
