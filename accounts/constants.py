@@ -35,7 +35,9 @@ class ApiScope(models.TextChoices):
     TENANT_READ = "tenant:read", "Read tenant, users and rooms"
     NOTIFICATIONS_SEND = "notifications:send", "Send notifications"
     NOTIFICATIONS_READ = "notifications:read", "Read notification status"
+    TRACKS_READ = "tracks:read", "Read the track catalog"
     TRACKS_WRITE = "tracks:write", "Import tracks"
+    PLAYLISTS_READ = "playlists:read", "Read playlists, their history and suggestions"
     ALERTS_READ = "alerts:read", "Read alerts"
 
 

@@ -39,6 +39,15 @@ class AuditAction(models.TextChoices):
     ROOM_MEMBER_UNMUTED = "room.member.unmuted", "Room member unmuted"
     CHAT_MESSAGE_DELETED_BY_MODERATOR = "chat.message.deleted_by_moderator", "Message deleted by a moderator"
     CHAT_MESSAGE_FLAG_CLEARED = "chat.message.flag_cleared", "Message flag cleared by a moderator"
+    TRACKS_IMPORTED = "tracks.imported", "Tracks imported"
+    PLAYLIST_VISIBILITY_CHANGED = "playlist.visibility_changed", "Playlist visibility changed"
+    PLAYLIST_DELETED = "playlist.deleted", "Playlist deleted"
+    PLAYLIST_COLLABORATOR_ADDED = "playlist.collaborator.added", "Playlist collaborator added"
+    PLAYLIST_COLLABORATOR_CHANGED = "playlist.collaborator.changed", "Playlist collaborator's role changed"
+    PLAYLIST_COLLABORATOR_REMOVED = "playlist.collaborator.removed", "Playlist collaborator removed"
+    PLAYLIST_SHARE_LINK_CREATED = "playlist.share_link.created", "Playlist share link created"
+    PLAYLIST_SHARE_LINK_REVOKED = "playlist.share_link.revoked", "Playlist share link revoked"
+    PLAYLIST_SHARE_LINK_USED = "playlist.share_link.used", "Playlist share link used"
     SYSTEM_MAINTENANCE_BROADCAST = "system.maintenance.broadcast", "Maintenance notice broadcast"
 
 

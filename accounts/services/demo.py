@@ -4,41 +4,57 @@ Creates, idempotently, two tenants that must never see each other's data:
 
 * ``demo``: alice (admin), bob and carol (members); public rooms ``general`` and
   ``indie-lovers``, private ``band-practice``, a direct room of alice and bob; the
-  invented catalog in ``demo_tracks.json``; alice's collaborative playlist
-  "Friday Mix";
+  invented catalog in ``playlists/data/demo_tracks.json`` (300 tracks by
+  invented artists, in eight "scenes" whose audio features are close, so audio
+  similarity means something); a listening history for alice, bob and carol;
+  alice's collaborative playlist "Friday Mix" with bob as an editor, and a
+  private playlist per "mood" of each user (what suggestions learn from);
 * ``other``: dave and a ``general`` room of its own;
 
 and ``admin``, a staff superuser without a tenant.
 
 Rows are found by natural keys (slug, username, room name, track URI), so a
-second run creates nothing. Passwords: a user created by this run gets the
+second run creates nothing; a user's listening history is written only while
+they have none. Passwords: a user created by this run gets the
 given password, or one random password generated for the run; an existing
 user's password is reset only when a password is given, so re-seeding never
 locks anybody out of an account they changed.
 
-Seeding is a trusted bootstrap path, like a migration: it writes rows directly
-and records no audit events or realtime broadcasts.
+Seeding is a trusted bootstrap path, like a migration: it writes most rows
+directly and records no audit events or realtime broadcasts. Playlists are
+the exception: they go through the playlist services (created, shared, filled
+by one edit), so their op log, snapshots and collaborators are what a real
+playlist has. The suggestion model is rebuilt once the seed commits.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
+from django.utils import timezone
 
+import playlists
 from chat.constants import RoomKind, RoomRole
 from chat.models import Room, RoomMember
-from playlists.constants import Visibility
-from playlists.models import Playlist, PlaylistItem, Track
+from playlists.constants import CollaboratorRole, Visibility
+from playlists.models import Playlist, Track, TrackPlay
+from playlists.services.editing import playlist_apply_op
+from playlists.services.playlists import playlist_create
+from playlists.services.sharing import collaborator_set
+from playlists.tasks import suggestions_rebuild as suggestions_rebuild_task
 
 from ..constants import Role, TenantTier
 from ..models import Membership, Tenant, User
+from .tokens import principal_for_user
 
-DEMO_TRACKS_FILE = Path(__file__).with_name("demo_tracks.json")
+DEMO_TRACKS_FILE = Path(playlists.__file__).parent / "data" / "demo_tracks.json"
 
 # (slug, name, tier)
 _TENANTS = [("demo", "Demo Records", TenantTier.PRO), ("other", "Other Label", TenantTier.FREE)]
@@ -78,6 +94,31 @@ _ROOMS = [
 _DIRECT_ROOM = ("demo", "alice", "bob")
 PLAYLIST_TITLE = "Friday Mix"
 _PLAYLIST_TRACKS = 6
+_MOOD_PLAYLIST_TRACKS = 8
+# Listening history: each user's sessions cycle through their "moods" (artists
+# of one scene of the demo catalog), so tracks of a scene co-occur in sessions
+# as they would for real listeners, which gives suggestions something to learn.
+LISTENING_MOODS = {
+    "alice": [
+        ("Sunny Side Collective", "The Tumble Dryers", "Coin-Op Casanova", "Lint Trap Orchestra"),
+        ("Lumen Tapes", "Neon Pelican Society", "Cassiopeia Fax", "Dial-Up Romance"),
+    ],
+    "bob": [
+        ("Velvet Static", "Fennel Drift", "Softcorner", "Yara Moonwell"),
+        ("Halvard Brook", "Tamsin Creel", "The Kettle Choir", "Wren & Willowmere"),
+        ("Subway Kestrel", "Vantablack Pigeon", "Night Bus 47"),
+    ],
+    "carol": [
+        ("Dusk Municipal", "Bramblewire", "The Paper Comets", "Zoning Board"),
+        ("Mira Okonkwo-Lind", "Oda Reyes", "Juniper & the Late Trains", "Pim Vosberg"),
+        ("Pencil Shavings", "Marlow Quill", "The Nap Committee", "Tea Steam Tapes"),
+    ],
+}
+LISTENING_SESSIONS = 6  # per user, one a day, the last one yesterday
+_SESSION_TRACKS = (5, 9)  # tracks per session, inclusive
+# Plays follow each other with this pause: far inside SUGGESTION_SESSION_GAP_MINUTES,
+# so each day's plays form one session.
+_PAUSE_BETWEEN_PLAYS = timedelta(seconds=20)
 
 
 @dataclass(frozen=True)
@@ -94,8 +135,9 @@ class DemoSeedResult:
     accounts: list[DemoAccount] = field(default_factory=list)
     created: dict[str, int] = field(default_factory=dict)
 
-    def count(self, kind: str) -> None:
-        self.created[kind] = self.created.get(kind, 0) + 1
+    def count(self, kind: str, n: int = 1) -> None:
+        if n:
+            self.created[kind] = self.created.get(kind, 0) + n
 
 
 @transaction.atomic
@@ -163,7 +205,21 @@ def demo_seed(*, password: str | None = None) -> DemoSeedResult:
         _room_member(result, room=direct, user=users[username], role=RoomRole.MEMBER)
 
     tracks = _tracks(result, tenant=tenants["demo"])
-    _playlist(result, owner=users["alice"], tracks=tracks[:_PLAYLIST_TRACKS])
+    for username, moods in LISTENING_MOODS.items():
+        _listening_history(result, user=users[username], tracks=tracks, moods=moods)
+    _playlist(
+        result,
+        owner=users["alice"],
+        title=PLAYLIST_TITLE,
+        tracks=tracks[:_PLAYLIST_TRACKS],
+        visibility=Visibility.COLLABORATIVE,
+        description="Warm-up for the weekend.",
+        editors=(users["bob"],),
+    )
+    for username, moods in LISTENING_MOODS.items():
+        _mood_playlists(result, user=users[username], tracks=tracks, moods=moods)
+    # The suggestion model learns from what was just written, once it is committed.
+    suggestions_rebuild_task.delay_on_commit(tenants["demo"].pk)
     return result
 
 
@@ -206,29 +262,74 @@ def _room_member(result: DemoSeedResult, *, room: Room, user: User, role: str) -
 
 
 def _tracks(result: DemoSeedResult, *, tenant: Tenant) -> list[Track]:
-    tracks = []
-    for row in json.loads(DEMO_TRACKS_FILE.read_text(encoding="utf-8")):
-        uri = row.pop("uri")
-        track, created = Track.objects.get_or_create(tenant=tenant, uri=uri, defaults=row)
-        if created:
-            result.count("tracks")
-        tracks.append(track)
-    return tracks
+    """The catalog in file order; missing URIs are created, existing tracks are
+    left as they are (one query to read, one to insert, not one per track)."""
+    rows = json.loads(DEMO_TRACKS_FILE.read_text(encoding="utf-8"))
+    existing = {track.uri: track for track in Track.objects.for_tenant(tenant)}
+    missing = [Track(tenant=tenant, **row) for row in rows if row["uri"] not in existing]
+    Track.objects.bulk_create(missing)
+    result.count("tracks", len(missing))
+    by_uri = {**existing, **{track.uri: track for track in missing}}
+    return [by_uri[row["uri"]] for row in rows]
 
 
-def _playlist(result: DemoSeedResult, *, owner: User, tracks: list[Track]) -> None:
-    playlist, created = Playlist.objects.get_or_create(
-        tenant_id=owner.membership.tenant_id,
-        owner=owner,
-        title=PLAYLIST_TITLE,
-        defaults={"visibility": Visibility.COLLABORATIVE, "description": "Warm-up for the weekend."},
-    )
-    if not created:
+def _listening_history(result: DemoSeedResult, *, user: User, tracks: list[Track], moods: list[tuple]) -> None:
+    """``LISTENING_SESSIONS`` sessions of plays for ``user``, written only while
+    they have none, so re-seeding never duplicates (or rewrites) their history.
+
+    Which tracks and in what order is fixed per user; the days are counted back
+    from the seeding day, so the history is always recent.
+    """
+    if TrackPlay.objects.filter(user=user).exists():
+        return
+    # Deterministic demo data, not security: a seeded generator is the point.
+    rng = random.Random(f"demo-listening:{user.username}")  # noqa: S311
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    plays = []
+    for session in range(LISTENING_SESSIONS):
+        mood = moods[session % len(moods)]
+        pool = [track for track in tracks if track.artist in mood]
+        played_at = today - timedelta(days=LISTENING_SESSIONS - session) + timedelta(hours=rng.randint(8, 21))
+        for track in rng.sample(pool, min(len(pool), rng.randint(*_SESSION_TRACKS))):
+            plays.append(TrackPlay(tenant_id=track.tenant_id, user=user, track=track, played_at=played_at))
+            played_at += timedelta(milliseconds=track.duration_ms) + _PAUSE_BETWEEN_PLAYS
+    TrackPlay.objects.bulk_create(plays)
+    result.count("track_plays", len(plays))
+
+
+def _playlist(
+    result: DemoSeedResult,
+    *,
+    owner: User,
+    title: str,
+    tracks: list[Track],
+    visibility: str = Visibility.PRIVATE,
+    description: str = "",
+    editors: tuple[User, ...] = (),
+) -> None:
+    """A playlist made the way users make one: created, shared, then filled by one
+    edit through the edit service (so it has its history from revision 0)."""
+    actor = principal_for_user(owner)
+    if Playlist.objects.filter(tenant_id=actor.tenant_id, owner=owner, title=title).exists():
         # Demo users may have edited it since; seeding again must not undo that.
         return
+    playlist = playlist_create(actor=actor, title=title, description=description, visibility=visibility)
+    for editor in editors:
+        collaborator_set(actor=actor, playlist_id=playlist.pk, user_id=editor.pk, role=CollaboratorRole.EDITOR)
+    playlist_apply_op(
+        actor=actor,
+        playlist_id=playlist.pk,
+        base_revision=0,
+        op={"op": "batch", "ops": [{"op": "insert", "index": i, "track": t.pk} for i, t in enumerate(tracks)]},
+        client_op_id="demo-seed",
+    )
     result.count("playlists")
-    for position, track in enumerate(tracks):
-        PlaylistItem.objects.create(
-            tenant_id=playlist.tenant_id, playlist=playlist, track=track, position=position, added_by=owner
-        )
-        result.count("playlist_items")
+    result.count("playlist_items", len(tracks))
+
+
+def _mood_playlists(result: DemoSeedResult, *, user: User, tracks: list[Track], moods: list[tuple]) -> None:
+    """One private playlist per mood of the user: the tracks of a scene that belong
+    together, which is what suggestions learn co-occurrence from."""
+    for number, mood in enumerate(moods, start=1):
+        pool = [track for track in tracks if track.artist in mood]
+        _playlist(result, owner=user, title=f"{mood[0]} and friends", tracks=pool[number::3][:_MOOD_PLAYLIST_TRACKS])

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from io import StringIO
+from itertools import pairwise
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from accounts.models import Membership, Tenant, User
+from accounts.services.demo import DEMO_TRACKS_FILE, LISTENING_MOODS, LISTENING_SESSIONS
 from chat.constants import RoomKind
 from chat.models import Room, RoomMember
 from playlists.constants import Visibility
-from playlists.models import Playlist, PlaylistItem, Track
+from playlists.models import Playlist, PlaylistItem, Track, TrackPlay
 
 PASSWORD = "seed-demo-pass-2026"
-MODELS = [Tenant, User, Membership, Room, RoomMember, Track, Playlist, PlaylistItem]
+MODELS = [Tenant, User, Membership, Room, RoomMember, Track, TrackPlay, Playlist, PlaylistItem]
 
 
 def counts() -> dict[str, int]:
@@ -41,10 +46,13 @@ def test_seed_demo_twice_creates_everything_once():
         "Membership": 4,
         "Room": 5,
         "RoomMember": 10,
-        "Track": 20,
-        "Playlist": 1,
-        "PlaylistItem": 6,
+        "Track": 300,
+        "TrackPlay": first["TrackPlay"],
+        # "Friday Mix", and one playlist per listening mood of alice, bob and carol.
+        "Playlist": 1 + sum(len(moods) for moods in LISTENING_MOODS.values()),
+        "PlaylistItem": first["PlaylistItem"],
     }
+    assert first["PlaylistItem"] > 6
     assert "created: 5 passwords_reset" in output
 
 
@@ -105,7 +113,8 @@ def test_seeded_tenants_are_kept_apart():
         assert member.tenant_id == member.room.tenant_id == member.user.membership.tenant_id
     assert set(Room.objects.for_tenant(other).values_list("name", flat=True)) == {"general"}
     assert Track.objects.for_tenant(other).count() == 0
-    assert Track.objects.for_tenant(demo).count() == 20
+    assert Track.objects.for_tenant(demo).count() == 300
+    assert not TrackPlay.objects.for_tenant(other).exists()
 
     direct = Room.objects.get(tenant=demo, kind=RoomKind.DIRECT)
     assert set(direct.members.values_list("user__username", flat=True)) == {"alice", "bob"}
@@ -125,3 +134,60 @@ def test_seeded_tenants_are_kept_apart():
     items = list(playlist.items.order_by("position"))
     assert [item.position for item in items] == list(range(6))
     assert all(item.track.tenant_id == demo.pk for item in items)
+    # Made through the edit service: one revision in the op log, bob an editor.
+    assert playlist.revision == 1
+    assert [op["op"] for op in playlist.ops.get(revision=1).ops] == ["insert"] * 6
+    assert dict(playlist.collaborators.values_list("user__username", "role")) == {"alice": "owner", "bob": "editor"}
+    # A playlist per mood of each user, of tracks of that mood's scene.
+    assert Playlist.objects.filter(tenant=demo, visibility=Visibility.PRIVATE).count() == sum(
+        len(moods) for moods in LISTENING_MOODS.values()
+    )
+
+
+@pytest.mark.django_db
+def test_seeded_listening_history_is_sessions_of_the_users_own_tenant():
+    seed("--password", PASSWORD)
+    demo = Tenant.objects.get(slug="demo")
+    gap = timedelta(minutes=settings.SUGGESTION_SESSION_GAP_MINUTES)
+
+    for username in ("alice", "bob", "carol"):
+        plays = list(TrackPlay.objects.filter(user__username=username).select_related("track").order_by("played_at"))
+        assert {(p.tenant_id, p.track.tenant_id) for p in plays} == {(demo.pk, demo.pk)}
+        sessions = 1 + sum(1 for a, b in pairwise(plays) if b.played_at - a.played_at > gap)
+        assert sessions == LISTENING_SESSIONS
+        assert 5 * LISTENING_SESSIONS <= len(plays) <= 9 * LISTENING_SESSIONS
+    assert not TrackPlay.objects.filter(user__username="dave").exists()
+
+
+@pytest.mark.django_db
+def test_seeding_again_keeps_an_existing_listening_history():
+    seed("--password", PASSWORD)
+    alice = User.objects.get(username="alice")
+    TrackPlay.objects.filter(user=alice).exclude(pk=TrackPlay.objects.filter(user=alice).first().pk).delete()
+
+    seed("--password", PASSWORD)
+
+    assert TrackPlay.objects.filter(user=alice).count() == 1
+
+
+def test_the_demo_catalog_keeps_its_first_tracks_and_unique_uris():
+    rows = json.loads(DEMO_TRACKS_FILE.read_text(encoding="utf-8"))
+
+    assert len(rows) == 300
+    assert [row["uri"] for row in rows] == [f"demo:track:{n:04d}" for n in range(1, 301)]
+    # The first tracks predate the larger catalog; demo data built on them stays valid.
+    assert rows[0] == {
+        "uri": "demo:track:0001",
+        "title": "Neon Harbour",
+        "artist": "The Paper Comets",
+        "album": "Low Tide Lights",
+        "duration_ms": 214000,
+        "tempo": 118.0,
+        "energy": 0.72,
+        "danceability": 0.66,
+        "valence": 0.58,
+    }
+    for row in rows:
+        assert 120_000 <= row["duration_ms"] <= 420_000
+        assert 60 <= row["tempo"] <= 180
+        assert all(0 <= row[name] <= 1 for name in ("energy", "danceability", "valence"))
