@@ -8,6 +8,7 @@ api_v1 = [
     path("auth/", include("accounts.api.urls_auth")),
     path("", include("accounts.api.urls")),
     path("", include("chat.api.urls")),
+    path("", include("playlists.api.urls")),
 ]
 
 urlpatterns = [

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from accounts.services.tokens import AuthenticationError
+from spotify_agent.errors import DomainError
 
 API_PATH_PREFIX = "/api/"
 
@@ -46,6 +47,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "forbidden": (403, "Authenticated, but the role or scope does not allow this."),
     "not_found": (404, "No such resource (also for another tenant's resources)."),
     "conflict": (409, "The operation conflicts with the current state (already a member, a deleted message...)."),
+    "resync_required": (
+        409,
+        "The playlist edit was based on a revision too old to merge; details.snapshot is the playlist now.",
+    ),
     "moderated": (422, "Moderation rejected the content (flooding, repetition, a blocked word); nothing was stored."),
     "method_not_allowed": (405, "The HTTP method is not supported here."),
     "not_acceptable": (406, "No renderer matches the Accept header."),
@@ -111,22 +116,28 @@ def _message_of(detail) -> str:
 
 def _from_domain(exc: Exception) -> Exception:
     """Translate domain and Django errors into DRF's, so one path renders them."""
+    if isinstance(exc, DomainError):
+        return ApiError(code=str(exc.code), message=exc.message, status_code=exc.http_status, details=exc.details)
+    if isinstance(exc, AuthenticationError):
+        return _from_authentication(exc)
     if isinstance(exc, Http404):
         return exceptions.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied()
-    if isinstance(exc, AuthenticationError):
-        if exc.code == "forbidden":
-            return exceptions.PermissionDenied(detail=exc.message)
-        if exc.code == "locked_out":
-            return ApiError(
-                code="locked_out",
-                message=exc.message,
-                status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-                details={"retry_after": getattr(exc, "retry_after", None)},
-            )
-        return exceptions.AuthenticationFailed(detail={"detail": exc.message, "code": exc.code})
     return exc
+
+
+def _from_authentication(exc: AuthenticationError) -> Exception:
+    if exc.code == "forbidden":
+        return exceptions.PermissionDenied(detail=exc.message)
+    if exc.code == "locked_out":
+        return ApiError(
+            code="locked_out",
+            message=exc.message,
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            details={"retry_after": getattr(exc, "retry_after", None)},
+        )
+    return exceptions.AuthenticationFailed(detail={"detail": exc.message, "code": exc.code})
 
 
 def _auth_failure_code(exc: exceptions.APIException) -> str:

@@ -1,0 +1,1 @@
+"""REST adapters of the playlists app: the track catalog (and, later, playlists)."""
