@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import timedelta
+
 import pytest
 from django import forms
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from accounts.constants import ApiScope, Role
 from accounts.services.api_clients import api_client_create
 from audit.constants import AuditAction
 from audit.services import Actor, RequestContext, audit_record
 from chat.models import Attachment, BlockedWord, Message, Room, RoomBan, RoomInvitation, RoomMember
-from playlists.models import Playlist, PlaylistItem, Track
+from playlists.constants import CollaboratorRole, SimilarityKind
+from playlists.models import (
+    Playlist,
+    PlaylistItem,
+    PlaylistOp,
+    PlaylistShareLink,
+    Track,
+    TrackPlay,
+    TrackSimilarity,
+)
 from tests.factories import TenantFactory, UserFactory
 
 
@@ -47,6 +60,9 @@ def make_rows(*, tag: str) -> dict[type, object]:
     track = Track.objects.create(tenant=tenant, uri=f"spotify:track:{tag}", title="Song", artist="Band", duration_ms=1)
     playlist = Playlist.objects.create(tenant=tenant, owner=user, title=f"Mix {tag}")
     PlaylistItem.objects.create(tenant=tenant, playlist=playlist, track=track, position=0, added_by=user)
+    similar = Track.objects.create(
+        tenant=tenant, uri=f"spotify:track:{tag}-2", title="Other", artist="Band", duration_ms=1
+    )
     event = audit_record(
         action=AuditAction.LOGIN_SUCCEEDED,
         actor=Actor.user(user),
@@ -88,6 +104,22 @@ def make_rows(*, tag: str) -> dict[type, object]:
         BlockedWord: BlockedWord.objects.create(tenant=tenant, phrase=f"spam-{tag}", created_by=user),
         Track: track,
         Playlist: playlist,
+        PlaylistOp: PlaylistOp.objects.create(
+            tenant=tenant, playlist=playlist, revision=1, base_revision=0, actor=user, client_op_id=tag, ops=[]
+        ),
+        PlaylistShareLink: PlaylistShareLink.objects.create(
+            tenant=tenant,
+            playlist=playlist,
+            token_hash=hashlib.sha256(tag.encode()).hexdigest(),
+            token_prefix=tag[:8],
+            role=CollaboratorRole.VIEWER,
+            created_by=user,
+            expires_at=timezone.now() + timedelta(days=1),
+        ),
+        TrackPlay: TrackPlay.objects.create(tenant=tenant, user=user, track=track, played_at=timezone.now()),
+        TrackSimilarity: TrackSimilarity.objects.create(
+            tenant=tenant, track=track, similar=similar, kind=SimilarityKind.AUDIO, score=0.5
+        ),
         AuditEvent: event,
         AuditChainHead: AuditChainHead.objects.get(chain_key=tenant.pk),
         OutstandingToken: OutstandingToken.objects.get(jti=refresh["jti"]),
