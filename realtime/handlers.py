@@ -7,6 +7,9 @@
   with the new ``expires_at``.
 - ``ping``: answered by ``pong`` with the server time. Any frame counts as a
   heartbeat; ``ping`` is the one to send when there is nothing else to say.
+- ``time.sync`` {"client_sent": <ms>}: one clock-synchronisation exchange,
+  answered by ``time.sync`` with the server's receive and send times
+  (``realtime.client.clock`` turns several into an offset).
 - ``session.revoked`` (channel-layer event from ``accounts.services.users``):
   closes the socket with 4401.
 - ``system.maintenance`` (``realtime.events.SystemMaintenance``, sent to
@@ -17,6 +20,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -24,7 +29,7 @@ from channels.db import database_sync_to_async
 from accounts.services.tokens import AuthenticationError, access_token_authenticate
 
 from .middleware import METHOD_FIRST_FRAME
-from .protocol import ClientMessage, Reply, envelope, timestamp
+from .protocol import ClientMessage, ErrorCode, ProtocolError, Reply, envelope, timestamp
 from .registry import Connection, registry
 
 # Longer than any access token simplejwt issues here; refuses junk before decoding.
@@ -50,6 +55,23 @@ async def handle_core_auth(conn: Connection, message: ClientMessage) -> Reply | 
 @registry.message("ping")
 async def handle_core_ping(conn: Connection, message: ClientMessage) -> Reply:
     return Reply("pong", {"server_time": timestamp()})
+
+
+@registry.message("time.sync")
+async def handle_core_time_sync(conn: Connection, message: ClientMessage) -> Reply:
+    """One NTP-style exchange: the client's send time comes back with the server's
+    receive and send times (Unix milliseconds, the clock playback times use)."""
+    received = time.time() * 1000
+    client_sent = message.content.get("client_sent")
+    if isinstance(client_sent, bool) or not isinstance(client_sent, int | float) or not math.isfinite(client_sent):
+        raise ProtocolError(
+            ErrorCode.INVALID,
+            "client_sent must be a number (the client's clock, in milliseconds).",
+            details={"fields": {"client_sent": ["A number is required."]}},
+        )
+    return Reply(
+        "time.sync", {"client_sent": client_sent, "server_received": received, "server_sent": time.time() * 1000}
+    )
 
 
 @registry.event("session.revoked")
