@@ -415,11 +415,12 @@ def revert_ops(*, current: PlaylistState, target: PlaylistState) -> list[ClientO
     wanted = {item["item_id"] for item in target.items}
     ops: list[ClientOp] = [Remove(item["item_id"]) for item in current.items if item["item_id"] not in wanted]
     working = [item["item_id"] for item in current.items if item["item_id"] in wanted]
+    kept = set(working)
     for index, item in enumerate(target.items):
         item_id = item["item_id"]
         if index < len(working) and working[index] == item_id:
             continue
-        if item_id in working:
+        if item_id in kept:
             working.remove(item_id)
             ops.append(Move(item_id, index))
         else:

@@ -226,3 +226,42 @@ def test_stale_concurrent_clients_converge_on_the_server_and_the_log(schedule):
         assert copies[client].title == server.state.title
     replayed = apply_all(initial.copy(), [op for revision in server.log for op in revision.ops])
     assert ids(replayed) == ids(server.state) and replayed.title == server.state.title
+
+
+@st.composite
+def edits(draw):
+    """Ops against ["a".."e"], some of them out of range or naming unknown items."""
+    ops = []
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from("IRMU"))
+        item = draw(st.sampled_from(["a", "b", "c", "d", "e", "zz", "n0", "n1"]))
+        index = draw(st.integers(-1, 8))
+        if kind == "I":
+            ops.append(Insert(index, 1, draw(st.sampled_from([None, "n0", "n1", "a"]))))
+        elif kind == "R":
+            ops.append(Remove(item))
+        elif kind == "M":
+            ops.append(Move(item, index))
+        else:
+            ops.append(Update(title=draw(st.sampled_from(["T", "U"]))))
+    return ops
+
+
+@settings(max_examples=500, deadline=None)
+@given(ops=edits())
+def test_the_direct_path_answers_exactly_as_the_merged_one(ops):
+    """With nothing committed since the base, transform() skips the merged sequence;
+    both paths must give the same ops, drops, no-ops and errors."""
+    from playlists.ot import _transform_direct, _transform_merged
+
+    answers = []
+    for path in (_transform_direct, _transform_merged):
+        counter = iter(range(100))
+        arguments = {"base": state("a", "b", "c", "d", "e"), "ops": ops, "actor_id": 1, "added_at": "now"}
+        if path is _transform_merged:
+            arguments["committed"] = []
+        try:
+            answers.append(path(**arguments, new_item_id=lambda counter=counter: f"g{next(counter)}"))
+        except OpError as exc:
+            answers.append(("error", exc.field))
+    assert answers[0] == answers[1]
