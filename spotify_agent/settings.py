@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "realtime",
     "chat",
     "playlists",
+    "listening",
     "notifications",
     "monitoring",
 ]

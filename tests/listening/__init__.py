@@ -1,0 +1,1 @@
+"""Tests of listening sessions and streaming quality adaptation."""
