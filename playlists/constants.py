@@ -17,6 +17,15 @@ class Visibility(models.TextChoices):
     PUBLIC = "public", "Public"
 
 
+class PlaylistKind(models.TextChoices):
+    """``queue``: the shared queue of a listening session (``listening``), edited
+    with the same engine; its collaborators follow the session's members, and it
+    is never listed, shared or deleted on its own."""
+
+    PLAYLIST = "playlist", "Playlist"
+    QUEUE = "queue", "Session queue"
+
+
 class CollaboratorRole(models.TextChoices):
     """A user's role on one playlist; each includes the ones after it."""
 

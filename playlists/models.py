@@ -28,6 +28,7 @@ from .constants import (
     TRACK_URI_MAX_LENGTH,
     CollaboratorRole,
     OpKind,
+    PlaylistKind,
     SimilarityKind,
     Visibility,
 )
@@ -68,6 +69,7 @@ class Playlist(TenantOwned):
     title = models.CharField(max_length=PLAYLIST_TITLE_MAX_LENGTH)
     description = models.TextField(blank=True)
     visibility = models.CharField(max_length=20, choices=Visibility.choices, default=Visibility.PRIVATE)
+    kind = models.CharField(max_length=10, choices=PlaylistKind.choices, default=PlaylistKind.PLAYLIST)
     revision = models.PositiveBigIntegerField(default=0)
     history_floor = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

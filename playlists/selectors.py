@@ -21,9 +21,9 @@ from django.db.models import Q
 
 from accounts.constants import ApiScope
 from accounts.principals import Principal
-from spotify_agent.errors import Forbidden, NotFound
+from spotify_agent.errors import Conflict, Forbidden, NotFound
 
-from .constants import COLLABORATOR_RANK, CollaboratorRole, Visibility
+from .constants import COLLABORATOR_RANK, CollaboratorRole, PlaylistKind, Visibility
 from .models import Playlist, PlaylistCollaborator, PlaylistItem, PlaylistOp, PlaylistShareLink, PlaylistSnapshot, Track
 from .ot import Committed, PlaylistState, apply_all
 
@@ -71,6 +71,9 @@ def playlist_access(
     if role is None:
         raise NotFound("No such playlist.")
     access = Access(playlist=playlist, role=role)
+    if minimum == CollaboratorRole.OWNER and playlist.kind == PlaylistKind.QUEUE:
+        # Sharing, visibility and deletion of a queue follow its session's members.
+        raise Conflict("A listening session's queue is managed through its session.")
     if not access.at_least(minimum):
         raise Forbidden(f"This takes the {minimum} role on the playlist; you are a {role}.")
     return access
@@ -78,8 +81,13 @@ def playlist_access(
 
 def playlists_for_user(*, actor: Principal):
     """Playlists the caller may see, newest first: theirs, shared with them, and the
-    tenant's public and collaborative ones."""
-    playlists = Playlist.objects.filter(tenant_id=actor.tenant_id).select_related("owner").order_by("-id")
+    tenant's public and collaborative ones. Session queues are not playlists to
+    browse: they are reached through their session."""
+    playlists = (
+        Playlist.objects.filter(tenant_id=actor.tenant_id, kind=PlaylistKind.PLAYLIST)
+        .select_related("owner")
+        .order_by("-id")
+    )
     if actor.user_id is None:
         return playlists if actor.has_scope(ApiScope.PLAYLISTS_READ) else playlists.none()
     visible = Q(visibility__in=[Visibility.PUBLIC, Visibility.COLLABORATIVE]) | Q(collaborators__user_id=actor.user_id)

@@ -482,6 +482,32 @@ def playlist_revert(*, actor: Principal, playlist_id: int, revision: Any, client
     )
 
 
+def queue_pop_do(*, playlist_id: int, client_op_id: str) -> dict[str, Any] | None:
+    """Trusted path for a listening session's queue: take its first item off, as
+    an edit by nobody (the server), and return it (None when the queue is empty).
+    Locks the playlist; idempotent on ``client_op_id`` (a retried advance pops
+    once: the retry gets the item its first attempt took). Emits ``playlist.changed``."""
+    with transaction.atomic():
+        playlist = Playlist.objects.select_for_update().get(pk=playlist_id)
+        stored = PlaylistOp.objects.filter(playlist=playlist, actor_id=None, client_op_id=client_op_id).first()
+        if stored is not None:
+            applied = stored.outcome.get("ops") or []
+            return applied[0]["item"] if applied else None
+        current = playlist_state(playlist=playlist)
+        if not current.items:
+            return None
+        first = current.items[0]
+        _apply(
+            actor_user_id=None,
+            playlist=playlist,
+            base_revision=playlist.revision,
+            ops=[Remove(first["item_id"])],
+            client_op_id=client_op_id,
+            kind=OpKind.EDIT,
+        )
+        return first
+
+
 # --- Snapshots and retention -------------------------------------------------------------
 
 
