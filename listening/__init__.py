@@ -1,2 +1,3 @@
-"""Listening sessions and streaming; for now, streaming quality adaptation
-(``listening.quality``, docs/protocol.md "Streaming quality")."""
+"""Listening sessions (friends listening together, a DJ and an audience) and
+streaming quality adaptation; docs/protocol.md "Listening sessions" and
+"Streaming quality"."""

@@ -1,4 +1,14 @@
-"""The ``quality.*`` WebSocket family: bitrate advice for a streaming client.
+"""The ``quality.*``, ``session.*`` and ``playback.*`` WebSocket families.
+
+Listening sessions: ``session.join`` joins (``listening.services``) and
+subscribes the socket to the session's fan-out topic, then answers with the
+session and its playback state, so a late joiner knows at once what plays and
+where; ``session.leave``; ``playback.play|pause|seek|skip|volume`` with the
+``base_revision`` the client saw (a command that lost to another answers
+``conflict`` with ``details.state``). The queue is edited with ``playlist.*``
+on the session's queue playlist. docs/protocol.md, "Listening sessions".
+
+Streaming quality:
 
 - ``quality.report`` {"throughput_kbps": <number>, "buffer_seconds": <number>}:
   what the client measured while downloading audio and how many seconds it has
@@ -21,9 +31,13 @@ import weakref
 
 from prometheus_client import Counter
 
+from realtime.calls import call_service
+from realtime.groups import session_topic
 from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply
 from realtime.registry import Connection, registry
 
+from . import selectors, services
+from .constants import PlaybackAction
 from .quality import LADDER_KBPS, BitrateAdvisor, InvalidReport, Reason, Report
 
 # Direction only: a per-user or per-socket label would grow the series without bound.
@@ -63,3 +77,71 @@ async def handle_quality_report(conn: Connection, message: ClientMessage) -> Rep
             "ladder": list(LADDER_KBPS),
         },
     )
+
+
+# --- session.* and playback.* ------------------------------------------------------------
+
+
+def _session_id(message: ClientMessage) -> int:
+    value = message.content.get("session")
+    if value is None:
+        raise ProtocolError(ErrorCode.INVALID, "session is required.", details={"fields": {"session": ["Required."]}})
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ProtocolError(ErrorCode.NOT_FOUND, "No such listening session.")
+    return value
+
+
+@registry.message("session.join")
+async def handle_session_join(conn: Connection, message: ClientMessage) -> Reply:
+    session_id = _session_id(message)
+    actor = conn.principal
+    await call_service(services.session_join, actor=actor, session_id=session_id)
+    topic = session_topic(tenant_id=actor.tenant_id, session_id=session_id)
+
+    async def fetch_missing(*, after: int, upto: int | None) -> list:
+        # Nothing here is sequenced: every frame is a whole state or a notice.
+        return []
+
+    # Subscribe first, read after: a command committed after the read arrives live.
+    subscription = await conn.room_subscribe(topic, fetch_missing=fetch_missing)
+    try:
+        state = await call_service(selectors.session_state, actor=actor, session_id=session_id)
+    except BaseException:
+        conn.room_unsubscribe(topic)
+        raise
+
+    async def start() -> None:
+        await subscription.start(last_seq=0, replay=False)
+
+    conn.after_reply(start)
+    return Reply("ack", state)
+
+
+@registry.message("session.leave")
+async def handle_session_leave(conn: Connection, message: ClientMessage) -> Reply:
+    session_id = _session_id(message)
+    await call_service(services.session_leave, actor=conn.principal, session_id=session_id)
+    conn.room_unsubscribe(session_topic(tenant_id=conn.principal.tenant_id, session_id=session_id))
+    return Reply("ack", {"session": session_id})
+
+
+def _playback_handler(action: str):
+    async def handle(conn: Connection, message: ClientMessage) -> Reply:
+        content = message.content
+        state = await call_service(
+            services.playback_command,
+            actor=conn.principal,
+            session_id=_session_id(message),
+            action=action,
+            base_revision=content.get("base_revision"),
+            position_ms=content.get("position_ms"),
+            volume=content.get("volume"),
+        )
+        return Reply("ack", state)
+
+    handle.__name__ = f"handle_playback_{action}"
+    return handle
+
+
+for _action in PlaybackAction.values:
+    registry.message(f"playback.{_action}")(_playback_handler(_action))

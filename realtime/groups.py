@@ -24,6 +24,11 @@ def playlist_topic(*, tenant_id: int, playlist_id: int) -> str:
     return f"t{tenant_id}.playlist.{playlist_id}"
 
 
+def session_topic(*, tenant_id: int, session_id: int) -> str:
+    """The fan-out topic of one listening session: its playback and its members."""
+    return f"t{tenant_id}.session.{session_id}"
+
+
 def playlist_topic_id(topic: str) -> int | None:
     """The playlist id of a ``playlist_topic`` name, None for any other topic."""
     parts = topic.split(".")

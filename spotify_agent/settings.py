@@ -507,6 +507,13 @@ SUGGESTION_MAX_RESULTS = env_int("SUGGESTION_MAX_RESULTS", 50, minimum=1)
 # one session co-occur like tracks of one playlist.
 SUGGESTION_SESSION_GAP_MINUTES = env_int("SUGGESTION_SESSION_GAP_MINUTES", 30, minimum=1)
 
+# --- Listening sessions (listening.services, docs/protocol.md "Listening sessions") -----
+
+# Members one session admits at once (the host included); past it, joins are
+# refused with conflict. Playback frames are one per command, so the bound is
+# the chat room and presence, not playback.
+LISTENING_AUDIENCE_LIMIT = env_int("LISTENING_AUDIENCE_LIMIT", 10000, minimum=2)
+
 # --- Audit ----------------------------------------------------------------------
 
 # Key of the audit chain's HMAC. Distinct from SECRET_KEY in production so that

@@ -15,7 +15,8 @@ from accounts.services.api_clients import api_client_create
 from audit.constants import AuditAction
 from audit.services import Actor, RequestContext, audit_record
 from chat.models import Attachment, BlockedWord, Message, Room, RoomBan, RoomInvitation, RoomMember
-from playlists.constants import CollaboratorRole, SimilarityKind
+from listening.models import ListeningSession, SessionMember
+from playlists.constants import CollaboratorRole, PlaylistKind, SimilarityKind
 from playlists.models import (
     Playlist,
     PlaylistItem,
@@ -63,6 +64,10 @@ def make_rows(*, tag: str) -> dict[type, object]:
     similar = Track.objects.create(
         tenant=tenant, uri=f"spotify:track:{tag}-2", title="Other", artist="Band", duration_ms=1
     )
+    queue = Playlist.objects.create(tenant=tenant, owner=user, title=f"Queue {tag}", kind=PlaylistKind.QUEUE)
+    listening = ListeningSession.objects.create(
+        tenant=tenant, host=user, title=f"Session {tag}", queue=queue, room=room, audience_limit=10
+    )
     event = audit_record(
         action=AuditAction.LOGIN_SUCCEEDED,
         actor=Actor.user(user),
@@ -104,6 +109,10 @@ def make_rows(*, tag: str) -> dict[type, object]:
         BlockedWord: BlockedWord.objects.create(tenant=tenant, phrase=f"spam-{tag}", created_by=user),
         Track: track,
         Playlist: playlist,
+        ListeningSession: listening,
+        SessionMember: SessionMember.objects.create(
+            tenant=tenant, session=listening, user=user, role="host", joined_at=timezone.now()
+        ),
         PlaylistOp: PlaylistOp.objects.create(
             tenant=tenant, playlist=playlist, revision=1, base_revision=0, actor=user, client_op_id=tag, ops=[]
         ),

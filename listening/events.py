@@ -1,0 +1,105 @@
+"""Events listening sessions broadcast, their payloads, and the one helper that sends them.
+
+Everything goes to the session's fan-out topic (``realtime.groups.session_topic``),
+outside any sequence: ``playback.state`` carries the whole state with its
+``revision``, so a client keeps the highest revision it has seen and a lost
+frame costs nothing once the next one arrives (``session.join`` answers with
+the current state). Only ``listening.services`` send these. docs/protocol.md,
+"Listening sessions", is the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from realtime.events import Event
+from realtime.fanout import publish_on_commit
+from realtime.groups import session_topic
+from realtime.protocol import envelope
+
+from .models import ListeningSession
+
+
+@dataclass(frozen=True)
+class PlaybackStateEvent(Event):
+    """The playback state from ``anchor_ms`` (server clock, Unix ms) on: the track
+    is at ``position_ms`` then, and advances at ``rate`` while ``playing``.
+    ``anchor_ms`` of a command is slightly in the future, so every client starts together."""
+
+    type: ClassVar[str] = "playback.state"
+    session: int
+    revision: int
+    track: dict[str, Any] | None
+    position_ms: int
+    anchor_ms: int
+    playing: bool
+    rate: float
+    volume: int
+    action: str
+    by: int | None
+
+
+@dataclass(frozen=True)
+class SessionMemberEvent(Event):
+    """Someone joined or left (``type``), with the audience size after it."""
+
+    type: ClassVar[str] = "session.member"
+    session: int
+    user: int
+    username: str
+    role: str
+    change: str  # joined, left, role
+    audience: int
+
+
+@dataclass(frozen=True)
+class SessionHostChangedEvent(Event):
+    type: ClassVar[str] = "session.host_changed"
+    session: int
+    host: int
+    username: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SessionEndedEvent(Event):
+    type: ClassVar[str] = "session.ended"
+    session: int
+    reason: str
+
+
+def track_payload(track) -> dict[str, Any] | None:
+    if track is None:
+        return None
+    return {
+        "id": track.pk,
+        "uri": track.uri,
+        "title": track.title,
+        "artist": track.artist,
+        "album": track.album,
+        "duration_ms": track.duration_ms,
+    }
+
+
+def playback_state_event(session: ListeningSession, *, action: str, by: int | None) -> PlaybackStateEvent:
+    return PlaybackStateEvent(
+        session=session.pk,
+        revision=session.playback_revision,
+        track=track_payload(session.track),
+        position_ms=session.position_ms,
+        anchor_ms=session.anchor_ms,
+        playing=session.playing,
+        rate=session.rate,
+        volume=session.volume,
+        action=action,
+        by=by,
+    )
+
+
+def session_event_send(*, session: ListeningSession, event: Event) -> None:
+    """Publish ``event`` to the session's subscribers once the transaction commits."""
+    publish_on_commit(
+        topic=session_topic(tenant_id=session.tenant_id, session_id=session.pk),
+        frame=envelope(event.type, asdict(event)),
+    )

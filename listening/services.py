@@ -1,0 +1,424 @@
+"""Listening sessions: their life, their members, and playback.
+
+Every write takes a row lock on the session (``SELECT … FOR UPDATE``), so the
+commands of one session apply one at a time whatever the number of server
+processes, and bumps ``playback_revision`` when playback changes. A command
+carries the revision its author saw; if another command was applied since,
+it loses (``Conflict``, with the current state in ``details.state``): "the
+same moment" is decided by the database, and the loser is told.
+
+Commands take effect ``PLAYBACK_LEAD_MS`` after the server applies them, so
+every client can start together. The end of a track is the server's business:
+``playback_advance`` (a Celery task scheduled for the track's end, idempotent
+on the playback revision) takes the next item off the queue, so a session keeps
+playing when its host's phone sleeps.
+
+The queue is a ``playlists.Playlist`` of kind ``queue`` edited with the playlist
+engine. Who may edit it follows the session: its collaborator rows are kept
+here (``_queue_role``), trusted writes beside the session's own.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.principals import Principal
+from chat.constants import RoomKind
+from chat.services.rooms import room_create, room_join
+from playlists.constants import CollaboratorRole, PlaylistKind, Visibility
+from playlists.models import PlaylistCollaborator, Track
+from playlists.services.editing import queue_pop_do
+from playlists.services.playlists import playlist_create
+from spotify_agent.errors import Conflict, Forbidden, Invalid, NotFound
+
+from .constants import (
+    PLAYBACK_LEAD_MS,
+    SESSION_TITLE_MAX_LENGTH,
+    VOLUME_MAX,
+    MemberRole,
+    PlaybackAction,
+    SessionMode,
+    SessionStatus,
+)
+from .events import (
+    SessionEndedEvent,
+    SessionHostChangedEvent,
+    SessionMemberEvent,
+    playback_state_event,
+    session_event_send,
+)
+from .models import ListeningSession, SessionMember
+
+# A track-end check scheduled this much after the computed end: clocks and the
+# broker are not exact, and an early check would have to reschedule itself.
+_ADVANCE_SLACK_MS = 200
+# Celery refuses countdowns past the broker's visibility timeout
+# (spotify_agent.celery); a longer track is checked again before then.
+_ADVANCE_MAX_COUNTDOWN = 3000
+
+
+def now_ms() -> int:
+    """The server clock playback uses: Unix time in milliseconds."""
+    return int(time.time() * 1000)
+
+
+def _user(actor: Principal) -> int:
+    if actor.user_id is None:
+        raise Forbidden("Only users take part in listening sessions.")
+    return actor.user_id
+
+
+def _locked(*, actor: Principal, session_id: int) -> ListeningSession:
+    session = (
+        ListeningSession.objects.select_for_update(of=("self",))
+        .select_related("track")
+        .filter(pk=session_id, tenant_id=actor.tenant_id)
+        .first()
+    )
+    if session is None:
+        raise NotFound("No such listening session.")
+    return session
+
+
+def _live(session: ListeningSession) -> None:
+    if session.status != SessionStatus.LIVE:
+        raise Conflict("The session has ended.")
+
+
+def _member(session: ListeningSession, user_id: int) -> SessionMember:
+    member = SessionMember.objects.filter(session=session, user_id=user_id, left_at__isnull=True).first()
+    if member is None:
+        raise Forbidden("Join the session first.")
+    return member
+
+
+def _audience(session: ListeningSession) -> int:
+    return SessionMember.objects.filter(session=session, left_at__isnull=True).count()
+
+
+def _queue_role(session: ListeningSession, member_role: str) -> str:
+    """The member's role on the queue: editors where they control playback."""
+    if session.mode == SessionMode.GROUP or member_role in (MemberRole.HOST, MemberRole.CO_DJ):
+        return CollaboratorRole.EDITOR
+    return CollaboratorRole.VIEWER
+
+
+def _grant_queue(session: ListeningSession, member: SessionMember) -> None:
+    # The queue's owner row (the creating host) stays as it is.
+    if session.queue.owner_id == member.user_id:
+        return
+    PlaylistCollaborator.objects.update_or_create(
+        playlist_id=session.queue_id,
+        user_id=member.user_id,
+        defaults={"tenant_id": session.tenant_id, "role": _queue_role(session, member.role)},
+    )
+
+
+def _member_event(session: ListeningSession, member: SessionMember, *, change: str, username: str) -> None:
+    session_event_send(
+        session=session,
+        event=SessionMemberEvent(
+            session=session.pk,
+            user=member.user_id,
+            username=username,
+            role=member.role,
+            change=change,
+            audience=_audience(session),
+        ),
+    )
+
+
+# --- Sessions ------------------------------------------------------------------------------
+
+
+def _clean_title(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value.strip()) > SESSION_TITLE_MAX_LENGTH:
+        raise Invalid(f"title must be 1-{SESSION_TITLE_MAX_LENGTH} characters.", field="title")
+    return value.strip()
+
+
+@transaction.atomic
+def session_create(*, actor: Principal, title: Any, mode: Any = SessionMode.GROUP) -> ListeningSession:
+    """A live session hosted by the caller, with its queue (an empty playlist of
+    kind ``queue``) and its chat room (public in the tenant, the host its owner)."""
+    user_id = _user(actor)
+    title = _clean_title(title)
+    if mode not in SessionMode.values:
+        raise Invalid(f"mode must be one of {', '.join(SessionMode.values)}.", field="mode")
+    queue = playlist_create(actor=actor, title=title[:150] + " (queue)", visibility=Visibility.PRIVATE)
+    queue.kind = PlaylistKind.QUEUE
+    queue.save(update_fields=["kind"])
+    room = room_create(actor=actor, name=f"Listening: {title[:60]} {secrets.token_hex(3)}", kind=RoomKind.PUBLIC)
+    session = ListeningSession.objects.create(
+        tenant_id=actor.tenant_id,
+        host_id=user_id,
+        title=title,
+        mode=mode,
+        queue=queue,
+        room=room,
+        audience_limit=settings.LISTENING_AUDIENCE_LIMIT,
+        anchor_ms=now_ms(),
+    )
+    SessionMember.objects.create(
+        tenant_id=actor.tenant_id, session=session, user_id=user_id, role=MemberRole.HOST, joined_at=timezone.now()
+    )
+    return session
+
+
+@transaction.atomic
+def session_join(*, actor: Principal, session_id: int) -> SessionMember:
+    """Join a live session of the tenant (and its chat room). Idempotent for a
+    present member. Refused (``Conflict``) past the audience limit or once ended.
+    Emits ``session.member`` (joined)."""
+    user_id = _user(actor)
+    session = _locked(actor=actor, session_id=session_id)
+    _live(session)
+    member = SessionMember.objects.filter(session=session, user_id=user_id).first()
+    if member is not None and member.left_at is None:
+        return member
+    if _audience(session) >= session.audience_limit:
+        raise Conflict("The session is full.", details={"audience_limit": session.audience_limit})
+    if member is None:
+        member = SessionMember.objects.create(
+            tenant_id=session.tenant_id, session=session, user_id=user_id, joined_at=timezone.now()
+        )
+    else:
+        member.left_at, member.joined_at, member.role = None, timezone.now(), MemberRole.LISTENER
+        member.save(update_fields=["left_at", "joined_at", "role"])
+    _grant_queue(session, member)
+    room_join(actor=actor, room_id=session.room_id)
+    _member_event(session, member, change="joined", username=actor.username or "")
+    return member
+
+
+def _next_host(session: ListeningSession) -> SessionMember | None:
+    """A co-DJ first, else the member present longest."""
+    present = SessionMember.objects.filter(session=session, left_at__isnull=True).exclude(user_id=session.host_id)
+    return (
+        present.filter(role=MemberRole.CO_DJ).order_by("joined_at", "pk").first()
+        or present.order_by("joined_at", "pk").first()
+    )
+
+
+def _end(session: ListeningSession, *, reason: str) -> None:
+    session.status, session.ended_at = SessionStatus.ENDED, timezone.now()
+    if session.playing:
+        session.position_ms, session.anchor_ms, session.playing = session.position_at(now_ms()), now_ms(), False
+        session.playback_revision += 1
+    session.save()
+    SessionMember.objects.filter(session=session, left_at__isnull=True).update(left_at=session.ended_at)
+    session_event_send(session=session, event=SessionEndedEvent(session=session.pk, reason=reason))
+
+
+@transaction.atomic
+def session_leave(*, actor: Principal, session_id: int) -> None:
+    """Leave the session. A leaving host hands off to a co-DJ, else to the member
+    present longest (``session.host_changed``); with nobody left, the session ends."""
+    user_id = _user(actor)
+    session = _locked(actor=actor, session_id=session_id)
+    member = _member(session, user_id)
+    member.left_at = timezone.now()
+    member.save(update_fields=["left_at"])
+    if session.queue.owner_id != user_id:
+        PlaylistCollaborator.objects.filter(playlist_id=session.queue_id, user_id=user_id).delete()
+    _member_event(session, member, change="left", username=actor.username or "")
+    if session.status != SessionStatus.LIVE or session.host_id != user_id:
+        return
+    successor = _next_host(session)
+    if successor is None:
+        _end(session, reason="everyone_left")
+        return
+    successor.role = MemberRole.HOST
+    successor.save(update_fields=["role"])
+    session.host_id = successor.user_id
+    session.save(update_fields=["host"])
+    _grant_queue(session, successor)
+    session_event_send(
+        session=session,
+        event=SessionHostChangedEvent(
+            session=session.pk, host=successor.user_id, username=successor.user.get_username(), reason="host_left"
+        ),
+    )
+
+
+@transaction.atomic
+def session_end(*, actor: Principal, session_id: int) -> ListeningSession:
+    """The host ends the session: playback stops, members are let go, history stays."""
+    session = _locked(actor=actor, session_id=session_id)
+    if session.host_id != _user(actor):
+        raise Forbidden("Only the host ends the session.")
+    _live(session)
+    _end(session, reason="ended_by_host")
+    return session
+
+
+@transaction.atomic
+def member_role_set(*, actor: Principal, session_id: int, user_id: Any, role: Any) -> SessionMember:
+    """The host makes a present member a co-DJ or a listener again."""
+    session = _locked(actor=actor, session_id=session_id)
+    _live(session)
+    if session.host_id != _user(actor):
+        raise Forbidden("Only the host assigns co-DJs.")
+    if role not in (MemberRole.CO_DJ, MemberRole.LISTENER):
+        raise Invalid("role must be co_dj or listener.", field="role")
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id == session.host_id:
+        raise Invalid("user must be a present member other than the host.", field="user")
+    member = (
+        SessionMember.objects.select_related("user")
+        .filter(session=session, user_id=user_id, left_at__isnull=True)
+        .first()
+    )
+    if member is None:
+        raise NotFound("That user is not in the session.")
+    member.role = role
+    member.save(update_fields=["role"])
+    _grant_queue(session, member)
+    _member_event(session, member, change="role", username=member.user.get_username())
+    return member
+
+
+# --- Playback ------------------------------------------------------------------------------
+
+
+def state_payload(session: ListeningSession, *, action: str = "state", by: int | None = None) -> dict[str, Any]:
+    return asdict(playback_state_event(session, action=action, by=by))
+
+
+def _controls(session: ListeningSession, member: SessionMember) -> bool:
+    return session.mode == SessionMode.GROUP or member.role in (MemberRole.HOST, MemberRole.CO_DJ)
+
+
+def _clean_position(value: Any, session: ListeningSession) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise Invalid("position_ms must be a non-negative integer.", field="position_ms")
+    if session.track is None:
+        raise Conflict("Nothing is playing.")
+    return min(value, session.track.duration_ms)
+
+
+def _clean_volume(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= VOLUME_MAX:
+        raise Invalid(f"volume must be an integer from 0 to {VOLUME_MAX}.", field="volume")
+    return value
+
+
+def _load_next(session: ListeningSession, *, at_ms: int) -> None:
+    """Put the queue's first item on, from its start at ``at_ms`` (or stop, if empty)."""
+    item = queue_pop_do(playlist_id=session.queue_id, client_op_id=f"advance-{session.pk}-{session.playback_revision}")
+    session.track = Track.objects.filter(pk=item["track_id"]).first() if item is not None else None
+    session.position_ms, session.anchor_ms = 0, at_ms
+    session.playing = session.track is not None
+
+
+def _apply(session: ListeningSession, action: str, *, position_ms: Any, volume: Any, at_ms: int) -> None:
+    current = session.position_at(at_ms)
+    if action == PlaybackAction.PLAY:
+        if session.track is None:
+            _load_next(session, at_ms=at_ms)
+            if session.track is None:
+                raise Conflict("The queue is empty.")
+            return
+        session.position_ms = current if position_ms is None else _clean_position(position_ms, session)
+        session.playing = True
+    elif action == PlaybackAction.PAUSE:
+        session.position_ms, session.playing = current, False
+    elif action == PlaybackAction.SEEK:
+        session.position_ms = _clean_position(position_ms, session)
+    elif action == PlaybackAction.SKIP:
+        _load_next(session, at_ms=at_ms)
+        return
+    else:
+        session.volume = _clean_volume(volume)
+        return
+    session.anchor_ms = at_ms
+
+
+def _commit(session: ListeningSession, *, action: str, by: int | None) -> None:
+    session.playback_revision += 1
+    session.save()
+    session_event_send(session=session, event=playback_state_event(session, action=action, by=by))
+    if session.playing and session.track is not None:
+        remaining = (session.track.duration_ms - session.position_ms) / session.rate
+        due_ms = session.anchor_ms + int(remaining) + _ADVANCE_SLACK_MS
+        countdown = min(max(0.0, (due_ms - now_ms()) / 1000), _ADVANCE_MAX_COUNTDOWN)
+        from .tasks import playback_advance as playback_advance_task
+
+        playback_advance_task.apply_async_on_commit((session.pk, session.playback_revision), countdown=countdown)
+
+
+@transaction.atomic
+def playback_command(
+    *,
+    actor: Principal,
+    session_id: int,
+    action: Any,
+    base_revision: Any,
+    position_ms: Any = None,
+    volume: Any = None,
+) -> dict[str, Any]:
+    """Apply one playback command (``PlaybackAction``) written against
+    ``base_revision``. The caller must be a present member who controls playback
+    (host or co-DJ in dj mode, anyone in group mode; else ``Forbidden``). If
+    another command was applied since ``base_revision``, this one loses:
+    ``Conflict`` with ``details.state``. Takes effect ``PLAYBACK_LEAD_MS`` from
+    now; emits ``playback.state``; schedules the track-end advance. Returns the
+    new state."""
+    if action not in PlaybackAction.values:
+        raise Invalid(f"action must be one of {', '.join(PlaybackAction.values)}.", field="action")
+    if isinstance(base_revision, bool) or not isinstance(base_revision, int) or base_revision < 0:
+        raise Invalid("base_revision must be a non-negative integer.", field="base_revision")
+    user_id = _user(actor)
+    session = _locked(actor=actor, session_id=session_id)
+    _live(session)
+    if not _controls(session, _member(session, user_id)):
+        raise Forbidden("Only the host and co-DJs control playback in a DJ session.")
+    if base_revision != session.playback_revision:
+        raise Conflict(
+            "Another command was applied first; here is the state now.", details={"state": state_payload(session)}
+        )
+    _apply(session, action, position_ms=position_ms, volume=volume, at_ms=now_ms() + PLAYBACK_LEAD_MS)
+    _commit(session, action=action, by=user_id)
+    return state_payload(session, action=action, by=user_id)
+
+
+@transaction.atomic
+def playback_advance(*, session_id: int, revision: int) -> bool:
+    """The end of a track, checked by the server: if nothing changed playback since
+    ``revision`` and the track has ended by the server's clock, the next queue
+    item starts (or playback stops on an empty queue). Early (a track longer than
+    a countdown allows), it checks again later. Idempotent: a stale or repeated
+    call changes nothing. Returns whether it advanced."""
+    session = (
+        ListeningSession.objects.select_for_update(of=("self",)).select_related("track").filter(pk=session_id).first()
+    )
+    if (
+        session is None
+        or session.status != SessionStatus.LIVE
+        or session.playback_revision != revision
+        or not session.playing
+        or session.track is None
+    ):
+        return False
+    now = now_ms()
+    if session.position_at(now) < session.track.duration_ms:
+        remaining = (session.track.duration_ms - session.position_at(now)) / session.rate
+        from .tasks import playback_advance as playback_advance_task
+
+        playback_advance_task.apply_async_on_commit(
+            (session.pk, revision), countdown=min((remaining + _ADVANCE_SLACK_MS) / 1000, _ADVANCE_MAX_COUNTDOWN)
+        )
+        return False
+    # On time, the next track starts where the last one ended (gapless for clients
+    # that moved on by themselves); a late check starts it afresh, a lead ahead,
+    # so nobody misses its opening.
+    ended_at = session.anchor_ms + int((session.track.duration_ms - session.position_ms) / session.rate)
+    _load_next(session, at_ms=ended_at if now - ended_at <= PLAYBACK_LEAD_MS else now + PLAYBACK_LEAD_MS)
+    _commit(session, action="advance", by=None)
+    return True

@@ -1,0 +1,23 @@
+"""Celery entry points of listening sessions. Each takes ids, calls one service
+and is idempotent, as late acks require (docs/operations.md, "Celery")."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+from . import services
+
+
+@shared_task(
+    name="listening.tasks.playback_advance",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=5,
+    max_retries=5,
+)
+def playback_advance(session_id: int, revision: int) -> bool:
+    """At a track's end: start the next queue item if playback is still at
+    ``revision`` (any command since makes this a no-op). Retried quickly on a
+    database hiccup: the listeners are waiting for the next track."""
+    return services.playback_advance(session_id=session_id, revision=revision)
