@@ -145,3 +145,17 @@ def _playback_handler(action: str):
 
 for _action in PlaybackAction.values:
     registry.message(f"playback.{_action}")(_playback_handler(_action))
+
+
+@registry.message("playback.position")
+async def handle_playback_position(conn: Connection, message: ClientMessage) -> Reply:
+    content = message.content
+    answer = await call_service(
+        services.playback_position_report,
+        actor=conn.principal,
+        session_id=_session_id(message),
+        revision=content.get("revision"),
+        position_ms=content.get("position_ms"),
+        at_ms=content.get("at_ms"),
+    )
+    return Reply("playback.correction", answer)

@@ -54,7 +54,9 @@ from .events import (
     playback_state_event,
     session_event_send,
 )
+from .metrics import drift_record
 from .models import ListeningSession, SessionMember
+from .sync import correction
 
 # A track-end check scheduled this much after the computed end: clocks and the
 # broker are not exact, and an early check would have to reschedule itself.
@@ -422,3 +424,50 @@ def playback_advance(*, session_id: int, revision: int) -> bool:
     _load_next(session, at_ms=ended_at if now - ended_at <= PLAYBACK_LEAD_MS else now + PLAYBACK_LEAD_MS)
     _commit(session, action="advance", by=None)
     return True
+
+
+# A reported moment further than this from the server's now means the client's
+# clock is not synchronised (or the report sat in a queue): it says nothing.
+_REPORT_WINDOW_MS = 30_000
+
+
+def _integer(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise Invalid(f"{field} must be a non-negative integer.", field=field)
+    return value
+
+
+def playback_position_report(
+    *, actor: Principal, session_id: int, revision: Any, position_ms: Any, at_ms: Any
+) -> dict[str, Any]:
+    """A member's player was at ``position_ms`` at ``at_ms`` (server clock, as the
+    client reckons it) while on playback ``revision``. Answers how far it drifted
+    from the authoritative position and the correction to make
+    (``listening.sync``); records the drift (``listening.metrics``). Reads only.
+    A report on an older revision is answered ``stale`` with the state now."""
+    user_id = _user(actor)
+    revision = _integer(revision, "revision")
+    position_ms = _integer(position_ms, "position_ms")
+    at_ms = _integer(at_ms, "at_ms")
+    if abs(at_ms - now_ms()) > _REPORT_WINDOW_MS:
+        raise Invalid("at_ms is not near the server's time: synchronise the clock (time.sync).", field="at_ms")
+    session = ListeningSession.objects.select_related("track").filter(pk=session_id, tenant_id=actor.tenant_id).first()
+    if session is None:
+        raise NotFound("No such listening session.")
+    _live(session)
+    _member(session, user_id)
+    if revision != session.playback_revision or session.track is None:
+        return {"action": "stale", "state": state_payload(session)}
+    expected = session.position_at(at_ms)
+    drift = position_ms - expected
+    fix = correction(drift_ms=drift, session_rate=session.rate)
+    drift_record(session_id=session.pk, drift_ms=drift)
+    return {
+        "action": str(fix.action),
+        "drift_ms": round(drift, 1),
+        "rate": fix.rate,
+        "duration_ms": fix.duration_ms,
+        "position_ms": expected,
+        "at_ms": at_ms,
+        "revision": session.playback_revision,
+    }

@@ -17,6 +17,7 @@ from playlists.models import Track
 from playlists.services.editing import playlist_apply_op
 from realtime.client import BackoffPolicy, HubClient, HubError
 from realtime.client.clock import clock_sync
+from realtime.client.playback import position_report
 from tests.realtime.client_support import RecordingTokens
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -116,6 +117,11 @@ def test_a_late_joiner_gets_the_state_at_once(servers, user, carol, dj_session):
             with pytest.raises(HubError) as caught:
                 await late.request("session.join", content={"session": 10**9})
             assert caught.value.code == "not_found"
+            # Nothing plays yet: a position report is answered stale, with the state.
+            clock = await clock_sync(late, samples=3, spacing=0.01)
+            report = position_report(answer["playback"], clock, player_position_ms=0)
+            correction = (await late.request("playback.position", content=report))["content"]
+            assert correction["action"] == "stale" and correction["state"]["volume"] == 30
 
     asyncio.run(scenario())
     assert session.members.count() == 2
