@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from realtime.events import Event
-from realtime.fanout import publish_on_commit
+from realtime.fanout import get_fanout, publish_on_commit
 from realtime.groups import session_topic
-from realtime.protocol import envelope
+from realtime.protocol import encode, envelope
 
 from .models import ListeningSession
 
@@ -63,6 +63,16 @@ class SessionHostChangedEvent(Event):
 
 
 @dataclass(frozen=True)
+class SessionReactionsEvent(Event):
+    """The audience's reactions of the last window, counted per emoji."""
+
+    type: ClassVar[str] = "session.reactions"
+    session: int
+    counts: dict[str, int]
+    window_ms: int
+
+
+@dataclass(frozen=True)
 class SessionEndedEvent(Event):
     type: ClassVar[str] = "session.ended"
     session: int
@@ -102,4 +112,12 @@ def session_event_send(*, session: ListeningSession, event: Event) -> None:
     publish_on_commit(
         topic=session_topic(tenant_id=session.tenant_id, session_id=session.pk),
         frame=envelope(event.type, asdict(event)),
+    )
+
+
+async def session_reactions_publish(*, tenant_id: int, session_id: int, counts: dict[str, int], window_ms: int) -> None:
+    """Broadcast one window of reactions (ephemeral, nothing stored: published at once)."""
+    event = SessionReactionsEvent(session=session_id, counts=counts, window_ms=window_ms)
+    await get_fanout().publish(
+        session_topic(tenant_id=tenant_id, session_id=session_id), encode(envelope(event.type, asdict(event)))
     )

@@ -36,7 +36,7 @@ from realtime.groups import session_topic
 from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply
 from realtime.registry import Connection, registry
 
-from . import selectors, services
+from . import reactions, selectors, services
 from .constants import PlaybackAction
 from .quality import LADDER_KBPS, BitrateAdvisor, InvalidReport, Reason, Report
 
@@ -159,3 +159,23 @@ async def handle_playback_position(conn: Connection, message: ClientMessage) -> 
         at_ms=content.get("at_ms"),
     )
     return Reply("playback.correction", answer)
+
+
+@registry.message("session.react")
+async def handle_session_react(conn: Connection, message: ClientMessage) -> Reply:
+    session_id = _session_id(message)
+    emoji = message.content.get("emoji")
+    if emoji not in reactions.EMOJIS:
+        raise ProtocolError(
+            ErrorCode.INVALID,
+            f"emoji must be one of {' '.join(reactions.EMOJIS)}.",
+            details={"fields": {"emoji": ["Not a reaction."]}},
+        )
+    principal = conn.principal
+    # Joining checked membership; the socket follows the session only while a member.
+    if session_topic(tenant_id=principal.tenant_id, session_id=session_id) not in conn.room_subscriptions():
+        raise ProtocolError(ErrorCode.FORBIDDEN, "Join the session first.")
+    if not await reactions.reaction_allowed(session_id=session_id, user_id=principal.user_id):
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many reactions; slow down.", retry_after=1.0)
+    await reactions.reaction_count(tenant_id=principal.tenant_id, session_id=session_id, emoji=emoji)
+    return Reply("ack", {})

@@ -477,7 +477,9 @@ class HubConsumer(AsyncWebsocketConsumer):
         try:
             reply = await handler(self, message)
         except ProtocolError as exc:
-            await self.send_frame(error(exc.code, exc.message, frame_id=message.id, details=exc.details))
+            await self.send_frame(
+                error(exc.code, exc.message, frame_id=message.id, details=exc.details, retry_after=exc.retry_after)
+            )
             return
         except Exception:
             logger.exception("message handler failed", extra={"type": message.type})

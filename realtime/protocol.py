@@ -78,11 +78,19 @@ class CloseCode(IntEnum):
 class ProtocolError(Exception):
     """Raised by parsing and by handlers; the consumer turns it into an ``error`` frame."""
 
-    def __init__(self, code: ErrorCode, message: str, *, details: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details or {}
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

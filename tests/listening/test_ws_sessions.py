@@ -108,6 +108,9 @@ def test_a_late_joiner_gets_the_state_at_once(servers, user, carol, dj_session):
 
     async def scenario():
         async with client_for(first.url, user) as host:
+            with pytest.raises(HubError) as caught:
+                await host.request("session.react", content={"session": session.pk, "emoji": "🔥"})
+            assert caught.value.code == "forbidden"  # not joined on this socket
             await host.request("session.join", content={"session": session.pk})
             await host.request("playback.volume", content={"session": session.pk, "base_revision": 0, "volume": 30})
         async with client_for(first.url, carol) as late:
@@ -122,6 +125,17 @@ def test_a_late_joiner_gets_the_state_at_once(servers, user, carol, dj_session):
             report = position_report(answer["playback"], clock, player_position_ms=0)
             correction = (await late.request("playback.position", content=report))["content"]
             assert correction["action"] == "stale" and correction["state"]["volume"] == 30
+
+            with pytest.raises(HubError) as caught:
+                await late.request("session.react", content={"session": session.pk, "emoji": "🍕"})
+            assert caught.value.code == "invalid"
+            for _ in range(3):
+                await late.request("session.react", content={"session": session.pk, "emoji": "🔥"})
+            async with asyncio.timeout(10):
+                async for frame in late.events():
+                    if frame["type"] == "session.reactions":
+                        assert frame["content"]["counts"] == {"🔥": 3}
+                        break
 
     asyncio.run(scenario())
     assert session.members.count() == 2
