@@ -48,6 +48,9 @@ class AuditAction(models.TextChoices):
     PLAYLIST_SHARE_LINK_CREATED = "playlist.share_link.created", "Playlist share link created"
     PLAYLIST_SHARE_LINK_REVOKED = "playlist.share_link.revoked", "Playlist share link revoked"
     PLAYLIST_SHARE_LINK_USED = "playlist.share_link.used", "Playlist share link used"
+    LISTENING_MEMBER_MUTED = "listening.member.muted", "Listening session member muted"
+    LISTENING_MEMBER_UNMUTED = "listening.member.unmuted", "Listening session member unmuted"
+    LISTENING_MEMBER_REMOVED = "listening.member.removed", "Listening session member removed"
     SYSTEM_MAINTENANCE_BROADCAST = "system.maintenance.broadcast", "Maintenance notice broadcast"
 
 

@@ -73,6 +73,16 @@ class SessionReactionsEvent(Event):
 
 
 @dataclass(frozen=True)
+class SessionModeratedEvent(Event):
+    """Sent to a member's own sockets (channel layer, user group): the host muted,
+    unmuted or removed them. Removed sockets stop following the session."""
+
+    type: ClassVar[str] = "session.moderated"
+    session: int
+    action: str  # muted, unmuted, removed
+
+
+@dataclass(frozen=True)
 class SessionEndedEvent(Event):
     type: ClassVar[str] = "session.ended"
     session: int

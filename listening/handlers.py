@@ -33,7 +33,7 @@ from prometheus_client import Counter
 
 from realtime.calls import call_service
 from realtime.groups import session_topic
-from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply
+from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply, envelope
 from realtime.registry import Connection, registry
 
 from . import reactions, selectors, services
@@ -91,6 +91,32 @@ def _session_id(message: ClientMessage) -> int:
     return value
 
 
+# Sessions in which this socket's user is muted: reactions are refused here,
+# without a database read per reaction (session.join and session.moderated
+# keep it current; playback commands are checked by the service).
+_muted: weakref.WeakKeyDictionary[Connection, set[int]] = weakref.WeakKeyDictionary()
+
+
+def _mute(conn: Connection, session_id: int, *, muted: bool) -> None:
+    sessions = _muted.setdefault(conn, set())
+    if muted:
+        sessions.add(session_id)
+    else:
+        sessions.discard(session_id)
+
+
+@registry.event("session.moderated")
+async def handle_session_moderated_event(conn: Connection, event: dict) -> None:
+    content = event.get("content", {})
+    session_id, action = content.get("session"), content.get("action")
+    if not isinstance(session_id, int):
+        return
+    if action == "removed":
+        conn.room_unsubscribe(session_topic(tenant_id=conn.principal.tenant_id, session_id=session_id))
+    _mute(conn, session_id, muted=action == "muted")
+    await conn.send_frame(envelope("session.moderated", {"session": session_id, "action": action}))
+
+
 @registry.message("session.join")
 async def handle_session_join(conn: Connection, message: ClientMessage) -> Reply:
     session_id = _session_id(message)
@@ -114,6 +140,7 @@ async def handle_session_join(conn: Connection, message: ClientMessage) -> Reply
         await subscription.start(last_seq=0, replay=False)
 
     conn.after_reply(start)
+    _mute(conn, session_id, muted=state["muted"])
     return Reply("ack", state)
 
 
@@ -175,7 +202,39 @@ async def handle_session_react(conn: Connection, message: ClientMessage) -> Repl
     # Joining checked membership; the socket follows the session only while a member.
     if session_topic(tenant_id=principal.tenant_id, session_id=session_id) not in conn.room_subscriptions():
         raise ProtocolError(ErrorCode.FORBIDDEN, "Join the session first.")
+    if session_id in _muted.get(conn, ()):
+        raise ProtocolError(ErrorCode.FORBIDDEN, "The host muted you in this session.")
     if not await reactions.reaction_allowed(session_id=session_id, user_id=principal.user_id):
         raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many reactions; slow down.", retry_after=1.0)
     await reactions.reaction_count(tenant_id=principal.tenant_id, session_id=session_id, emoji=emoji)
+    return Reply("ack", {})
+
+
+@registry.message("session.mute")
+async def handle_session_mute(conn: Connection, message: ClientMessage) -> Reply:
+    muted = message.content.get("muted", True)
+    if not isinstance(muted, bool):
+        raise ProtocolError(
+            ErrorCode.INVALID, "muted must be true or false.", details={"fields": {"muted": ["A boolean."]}}
+        )
+    await call_service(
+        services.member_mute,
+        actor=conn.principal,
+        session_id=_session_id(message),
+        user_id=message.content.get("user"),
+        muted=muted,
+        context=conn.request_context,
+    )
+    return Reply("ack", {})
+
+
+@registry.message("session.remove")
+async def handle_session_remove(conn: Connection, message: ClientMessage) -> Reply:
+    await call_service(
+        services.member_remove,
+        actor=conn.principal,
+        session_id=_session_id(message),
+        user_id=message.content.get("user"),
+        context=conn.request_context,
+    )
     return Reply("ack", {})

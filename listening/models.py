@@ -62,6 +62,10 @@ class SessionMember(TenantOwned):
     role = models.CharField(max_length=10, choices=MemberRole.choices, default=MemberRole.LISTENER)
     joined_at = models.DateTimeField()
     left_at = models.DateTimeField(null=True, blank=True)
+    # Set by the host: a muted member neither reacts nor controls playback; a
+    # removed one has left and may not join again.
+    muted_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["session", "user"], name="listening_member_unique")]

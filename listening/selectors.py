@@ -26,7 +26,7 @@ def session_state(*, actor: Principal, session_id: int) -> dict[str, Any]:
     if session is None:
         raise NotFound("No such listening session.")
     present = SessionMember.objects.filter(session=session, left_at__isnull=True).select_related("user")
-    mine = present.filter(user_id=actor.user_id).values_list("role", flat=True).first()
+    mine, muted_at = present.filter(user_id=actor.user_id).values_list("role", "muted_at").first() or (None, None)
     return {
         "session": session.pk,
         "title": session.title,
@@ -36,6 +36,7 @@ def session_state(*, actor: Principal, session_id: int) -> dict[str, Any]:
         "queue": session.queue_id,
         "room": str(session.room_id),
         "role": mine,
+        "muted": muted_at is not None,
         "audience": present.count(),
         "members": [
             {"user": member.user_id, "username": member.user.get_username(), "role": member.role}

@@ -30,12 +30,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.principals import Principal
+from audit.constants import AuditAction
+from audit.services import NO_CONTEXT, Actor, RequestContext, audit_record
 from chat.constants import RoomKind
 from chat.services.rooms import room_create, room_join
 from playlists.constants import CollaboratorRole, PlaylistKind, Visibility
 from playlists.models import PlaylistCollaborator, Track
 from playlists.services.editing import queue_pop_do
 from playlists.services.playlists import playlist_create
+from realtime.events import event_send_on_commit
+from realtime.groups import user_group
 from spotify_agent.errors import Conflict, Forbidden, Invalid, NotFound
 
 from .constants import (
@@ -51,6 +55,7 @@ from .events import (
     SessionEndedEvent,
     SessionHostChangedEvent,
     SessionMemberEvent,
+    SessionModeratedEvent,
     playback_state_event,
     session_event_send,
 )
@@ -183,6 +188,8 @@ def session_join(*, actor: Principal, session_id: int) -> SessionMember:
     session = _locked(actor=actor, session_id=session_id)
     _live(session)
     member = SessionMember.objects.filter(session=session, user_id=user_id).first()
+    if member is not None and member.removed_at is not None:
+        raise Forbidden("The host removed you from this session.")
     if member is not None and member.left_at is None:
         return member
     if _audience(session) >= session.audience_limit:
@@ -286,6 +293,78 @@ def member_role_set(*, actor: Principal, session_id: int, user_id: Any, role: An
     return member
 
 
+def _moderated(*, actor: Principal, session_id: int, user_id: Any) -> tuple[ListeningSession, SessionMember]:
+    """The session (locked) and a present member other than the host, if the caller hosts it."""
+    session = _locked(actor=actor, session_id=session_id)
+    _live(session)
+    if session.host_id != _user(actor):
+        raise Forbidden("Only the host mutes or removes members.")
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id == session.host_id:
+        raise Invalid("user must be a present member other than the host.", field="user")
+    member = (
+        SessionMember.objects.select_related("user")
+        .filter(session=session, user_id=user_id, left_at__isnull=True)
+        .first()
+    )
+    if member is None:
+        raise NotFound("That user is not in the session.")
+    return session, member
+
+
+def _audit(*, action: str, actor: Principal, session: ListeningSession, user_id: int, context: RequestContext) -> None:
+    audit_record(
+        action=action,
+        actor=Actor.from_principal(actor),
+        tenant_id=session.tenant_id,
+        target_type="listening_session",
+        target_id=session.pk,
+        context=context,
+        details={"user": user_id},
+    )
+
+
+def _tell_member(session: ListeningSession, user_id: int, action: str) -> None:
+    event_send_on_commit(
+        group=user_group(tenant_id=session.tenant_id, user_id=user_id),
+        event=SessionModeratedEvent(session=session.pk, action=action),
+    )
+
+
+@transaction.atomic
+def member_mute(
+    *, actor: Principal, session_id: int, user_id: Any, muted: bool = True, context: RequestContext = NO_CONTEXT
+) -> SessionMember:
+    """The host mutes a member (no reactions, no playback commands) or lifts it.
+    Audited; the member's sockets are told (``session.moderated``). Idempotent."""
+    session, member = _moderated(actor=actor, session_id=session_id, user_id=user_id)
+    if (member.muted_at is not None) == muted:
+        return member
+    member.muted_at = timezone.now() if muted else None
+    member.save(update_fields=["muted_at"])
+    action = AuditAction.LISTENING_MEMBER_MUTED if muted else AuditAction.LISTENING_MEMBER_UNMUTED
+    _audit(action=action, actor=actor, session=session, user_id=member.user_id, context=context)
+    _tell_member(session, member.user_id, "muted" if muted else "unmuted")
+    return member
+
+
+@transaction.atomic
+def member_remove(
+    *, actor: Principal, session_id: int, user_id: Any, context: RequestContext = NO_CONTEXT
+) -> SessionMember:
+    """The host removes a member, who may not join again. Audited; the member's
+    sockets stop following the session; the others see them leave."""
+    session, member = _moderated(actor=actor, session_id=session_id, user_id=user_id)
+    member.left_at = member.removed_at = timezone.now()
+    member.save(update_fields=["left_at", "removed_at"])
+    if session.queue.owner_id != member.user_id:
+        PlaylistCollaborator.objects.filter(playlist_id=session.queue_id, user_id=member.user_id).delete()
+    removed = AuditAction.LISTENING_MEMBER_REMOVED
+    _audit(action=removed, actor=actor, session=session, user_id=member.user_id, context=context)
+    _member_event(session, member, change="removed", username=member.user.get_username())
+    _tell_member(session, member.user_id, "removed")
+    return member
+
+
 # --- Playback ------------------------------------------------------------------------------
 
 
@@ -294,6 +373,8 @@ def state_payload(session: ListeningSession, *, action: str = "state", by: int |
 
 
 def _controls(session: ListeningSession, member: SessionMember) -> bool:
+    if member.muted_at is not None:
+        return False
     return session.mode == SessionMode.GROUP or member.role in (MemberRole.HOST, MemberRole.CO_DJ)
 
 
@@ -380,7 +461,7 @@ def playback_command(
     session = _locked(actor=actor, session_id=session_id)
     _live(session)
     if not _controls(session, _member(session, user_id)):
-        raise Forbidden("Only the host and co-DJs control playback in a DJ session.")
+        raise Forbidden("Only the host and co-DJs control playback in a DJ session, and nobody muted.")
     if base_revision != session.playback_revision:
         raise Conflict(
             "Another command was applied first; here is the state now.", details={"state": state_payload(session)}

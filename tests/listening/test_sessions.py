@@ -10,6 +10,8 @@ from listening import services
 from listening.constants import PLAYBACK_LEAD_MS, MemberRole, SessionMode, SessionStatus
 from listening.models import ListeningSession, SessionMember
 from listening.services import (
+    member_mute,
+    member_remove,
     member_role_set,
     playback_advance,
     playback_command,
@@ -211,3 +213,32 @@ def test_only_the_host_ends_a_session_and_an_ended_one_refuses_commands(people, 
         command(people.alice, session, "play")
     with pytest.raises(Conflict):
         session_join(actor=people.carol, session_id=session.pk)
+
+
+def test_the_host_mutes_and_removes_members_audited(people, tracks):
+    from audit.models import AuditEvent
+
+    session = session_create(actor=people.alice, title="Group")
+    session_join(actor=people.bob, session_id=session.pk)
+    session_join(actor=people.carol, session_id=session.pk)
+    enqueue(people.alice, session, tracks[0])
+    with pytest.raises(Forbidden):
+        member_mute(actor=people.bob, session_id=session.pk, user_id=people.carol.user_id)
+    member_mute(actor=people.alice, session_id=session.pk, user_id=people.bob.user_id)
+    with pytest.raises(Forbidden):
+        command(people.bob, session, "play")  # muted: no playback, even in group mode
+    member_mute(actor=people.alice, session_id=session.pk, user_id=people.bob.user_id, muted=False)
+    assert command(people.bob, session, "play")["playing"]
+    member_remove(actor=people.alice, session_id=session.pk, user_id=people.carol.user_id)
+    with pytest.raises(Forbidden):
+        session_join(actor=people.carol, session_id=session.pk)
+    with pytest.raises(NotFound):
+        enqueue(people.carol, session, tracks[1])  # no longer on the queue
+    with pytest.raises(Invalid):
+        member_remove(actor=people.alice, session_id=session.pk, user_id=people.alice.user_id)
+    actions = list(
+        AuditEvent.objects.filter(target_type="listening_session", target_id=str(session.pk))
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert actions == ["listening.member.muted", "listening.member.unmuted", "listening.member.removed"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from channels.db import database_sync_to_async
 
 from accounts.services.tokens import principal_for_user
 from listening.constants import SessionMode
-from listening.services import session_create
+from listening.services import member_mute, member_remove, session_create
 from playlists.models import Track
 from playlists.services.editing import playlist_apply_op
 from realtime.client import BackoffPolicy, HubClient, HubError
@@ -27,6 +28,14 @@ FAST_BACKOFF = BackoffPolicy(base=0.1, cap=0.5, stable_after=1.0, throttled_floo
 
 def client_for(url: str, user) -> HubClient:
     return HubClient(url, token_provider=RecordingTokens(user), backoff=FAST_BACKOFF)
+
+
+async def next_frame(client: HubClient, kind: str, timeout: float = 10.0) -> dict:
+    async with asyncio.timeout(timeout):
+        async for frame in client.events():
+            if frame["type"] == kind:
+                return frame
+    raise AssertionError("events() ended")
 
 
 async def next_state(client: HubClient, *, revision: int, timeout: float = 15.0) -> dict:
@@ -139,3 +148,33 @@ def test_a_late_joiner_gets_the_state_at_once(servers, user, carol, dj_session):
 
     asyncio.run(scenario())
     assert session.members.count() == 2
+
+
+def test_a_muted_listener_cannot_react_and_a_removed_one_stops_following(servers, user, bob, dj_session):
+    first, second = servers
+    session, _short = dj_session
+
+    async def scenario():
+        async with client_for(first.url, user) as host, client_for(second.url, bob) as listener:
+            for client in (host, listener):
+                await client.request("session.join", content={"session": session.pk})
+            alice = principal_for_user(user)
+            await database_sync_to_async(member_mute)(actor=alice, session_id=session.pk, user_id=bob.pk)
+            told = await next_frame(listener, "session.moderated")
+            assert told["content"] == {"session": session.pk, "action": "muted"}
+            with pytest.raises(HubError) as caught:
+                await listener.request("session.react", content={"session": session.pk, "emoji": "🔥"})
+            assert caught.value.code == "forbidden"
+
+            await database_sync_to_async(member_remove)(actor=alice, session_id=session.pk, user_id=bob.pk)
+            told = await next_frame(listener, "session.moderated")
+            assert told["content"]["action"] == "removed"
+            with pytest.raises(HubError) as caught:
+                await listener.request("session.join", content={"session": session.pk})
+            assert caught.value.code == "forbidden"
+            # The host still plays; the removed socket hears nothing of it.
+            await host.request("playback.volume", content={"session": session.pk, "base_revision": 0, "volume": 5})
+            with pytest.raises(TimeoutError):
+                await next_state(listener, revision=1, timeout=1.5)
+
+    asyncio.run(scenario())
