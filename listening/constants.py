@@ -42,3 +42,8 @@ SESSION_TITLE_MAX_LENGTH = 200
 # same moment: above a typical mobile round trip, below what feels sluggish.
 PLAYBACK_LEAD_MS = 300
 VOLUME_MAX = 100
+# Radio mode adds this many suggestions when the queue runs dry: enough for a
+# quarter of an hour, few enough that the queue stays the listeners' to shape.
+RADIO_BATCH = 5
+# Suggestions are drawn from the session's latest distinct tracks, this many.
+RADIO_SEEDS = 10

@@ -36,6 +36,7 @@ class PlaybackStateEvent(Event):
     playing: bool
     rate: float
     volume: int
+    radio: bool
     action: str
     by: int | None
 
@@ -112,6 +113,7 @@ def playback_state_event(session: ListeningSession, *, action: str, by: int | No
         playing=session.playing,
         rate=session.rate,
         volume=session.volume,
+        radio=session.radio,
         action=action,
         by=by,
     )

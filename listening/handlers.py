@@ -238,3 +238,14 @@ async def handle_session_remove(conn: Connection, message: ClientMessage) -> Rep
         context=conn.request_context,
     )
     return Reply("ack", {})
+
+
+@registry.message("session.radio")
+async def handle_session_radio(conn: Connection, message: ClientMessage) -> Reply:
+    state = await call_service(
+        services.session_radio_set,
+        actor=conn.principal,
+        session_id=_session_id(message),
+        on=message.content.get("on"),
+    )
+    return Reply("ack", state)

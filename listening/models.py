@@ -28,6 +28,9 @@ class ListeningSession(TenantOwned):
     queue = models.OneToOneField("playlists.Playlist", on_delete=models.PROTECT, related_name="listening_session")
     room = models.OneToOneField("chat.Room", on_delete=models.PROTECT, related_name="listening_session")
     audience_limit = models.PositiveIntegerField()
+    # Radio mode: when the queue runs dry, the server tops it up with suggestions
+    # from what the session played (playlists.suggestions).
+    radio = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -35,15 +36,18 @@ from audit.services import NO_CONTEXT, Actor, RequestContext, audit_record
 from chat.constants import RoomKind
 from chat.services.rooms import room_create, room_join
 from playlists.constants import CollaboratorRole, PlaylistKind, Visibility
-from playlists.models import PlaylistCollaborator, Track
-from playlists.services.editing import queue_pop_do
+from playlists.models import PlaylistCollaborator, Track, TrackPlay
+from playlists.services.editing import queue_append_do, queue_pop_do
 from playlists.services.playlists import playlist_create
+from playlists.suggestions import suggestions_for_tracks
 from realtime.events import event_send_on_commit
 from realtime.groups import user_group
 from spotify_agent.errors import Conflict, Forbidden, Invalid, NotFound
 
 from .constants import (
     PLAYBACK_LEAD_MS,
+    RADIO_BATCH,
+    RADIO_SEEDS,
     SESSION_TITLE_MAX_LENGTH,
     VOLUME_MAX,
     MemberRole,
@@ -217,6 +221,8 @@ def _next_host(session: ListeningSession) -> SessionMember | None:
 
 
 def _end(session: ListeningSession, *, reason: str) -> None:
+    if session.playing:
+        _record_plays(session, at_ms=now_ms())
     session.status, session.ended_at = SessionStatus.ENDED, timezone.now()
     if session.playing:
         session.position_ms, session.anchor_ms, session.playing = session.position_at(now_ms()), now_ms(), False
@@ -365,6 +371,23 @@ def member_remove(
     return member
 
 
+@transaction.atomic
+def session_radio_set(*, actor: Principal, session_id: int, on: Any) -> dict[str, Any]:
+    """Turn radio mode on or off; whoever controls playback may. A new playback
+    revision (``playback.state`` with action ``radio``). Idempotent."""
+    if not isinstance(on, bool):
+        raise Invalid("on must be true or false.", field="on")
+    user_id = _user(actor)
+    session = _locked(actor=actor, session_id=session_id)
+    _live(session)
+    if not _controls(session, _member(session, user_id)):
+        raise Forbidden("Only those who control playback switch the radio.")
+    if session.radio != on:
+        session.radio = on
+        _commit(session, action="radio", by=user_id)
+    return state_payload(session, action="radio", by=user_id)
+
+
 # --- Playback ------------------------------------------------------------------------------
 
 
@@ -392,9 +415,54 @@ def _clean_volume(value: Any) -> int:
     return value
 
 
+def _record_plays(session: ListeningSession, *, at_ms: int) -> None:
+    """The current track is leaving: one play for each member present, with how
+    far the session got into it (the listening history suggestions learn from)."""
+    if session.track is None:
+        return
+    listened = min(session.position_at(at_ms), session.track.duration_ms)
+    started = timezone.now() - timedelta(milliseconds=listened)
+    members = SessionMember.objects.filter(session=session, left_at__isnull=True).values_list("user_id", flat=True)
+    TrackPlay.objects.bulk_create(
+        [
+            TrackPlay(
+                tenant_id=session.tenant_id,
+                user_id=user_id,
+                track_id=session.track_id,
+                played_at=started,
+                session=session,
+                listened_ms=listened,
+            )
+            for user_id in members.iterator()
+        ],
+        batch_size=1000,
+    )
+
+
+def _radio_top_up(session: ListeningSession) -> None:
+    """Radio mode on an empty queue: append suggestions from what the session
+    played lately (the playlists' item-item model), none it played already."""
+    recent = list(
+        TrackPlay.objects.filter(session=session).order_by("-played_at").values_list("track_id", flat=True)[:50]
+    )
+    played = set(recent)
+    seeds = list(dict.fromkeys(recent))[:RADIO_SEEDS]
+    picks = suggestions_for_tracks(tenant_id=session.tenant_id, track_ids=seeds, limit=RADIO_BATCH + len(played))
+    fresh = [pick.track.pk for pick in picks if pick.track.pk not in played][:RADIO_BATCH]
+    queue_append_do(
+        playlist_id=session.queue_id, track_ids=fresh, client_op_id=f"radio-{session.pk}-{session.playback_revision}"
+    )
+
+
 def _load_next(session: ListeningSession, *, at_ms: int) -> None:
-    """Put the queue's first item on, from its start at ``at_ms`` (or stop, if empty)."""
-    item = queue_pop_do(playlist_id=session.queue_id, client_op_id=f"advance-{session.pk}-{session.playback_revision}")
+    """Put the queue's first item on, from its start at ``at_ms``: in radio mode an
+    empty queue is topped up first; otherwise an empty queue stops playback."""
+    _record_plays(session, at_ms=at_ms)
+    pop_id = f"advance-{session.pk}-{session.playback_revision}"
+    item = queue_pop_do(playlist_id=session.queue_id, client_op_id=pop_id)
+    if item is None and session.radio:
+        _radio_top_up(session)
+        item = queue_pop_do(playlist_id=session.queue_id, client_op_id=f"{pop_id}-radio")
     session.track = Track.objects.filter(pk=item["track_id"]).first() if item is not None else None
     session.position_ms, session.anchor_ms = 0, at_ms
     session.playing = session.track is not None

@@ -208,11 +208,17 @@ class PlaylistSnapshot(TenantOwned):
 
 
 class TrackPlay(TenantOwned):
-    """One play of a track by a user: the listening history suggestions learn from."""
+    """One play of a track by a user (a "play event"): the listening history
+    suggestions learn from. ``played_at`` is when it started; a play heard in a
+    listening session names it, with how long the user listened."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     track = models.ForeignKey(Track, on_delete=models.CASCADE, related_name="+")
     played_at = models.DateTimeField()
+    session = models.ForeignKey(
+        "listening.ListeningSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="plays"
+    )
+    listened_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "user", "played_at"])]

@@ -508,6 +508,29 @@ def queue_pop_do(*, playlist_id: int, client_op_id: str) -> dict[str, Any] | Non
         return first
 
 
+def queue_append_do(*, playlist_id: int, track_ids: list[int], client_op_id: str) -> OpResult | None:
+    """Trusted path for a listening session's radio mode: append tracks to its
+    queue as the server. Idempotent on ``client_op_id``; None when there is
+    nothing to add. Emits ``playlist.changed``."""
+    if not track_ids:
+        return None
+    with transaction.atomic():
+        playlist = Playlist.objects.select_for_update().get(pk=playlist_id)
+        stored = PlaylistOp.objects.filter(playlist=playlist, actor_id=None, client_op_id=client_op_id).first()
+        if stored is not None:
+            return _stored_answer(stored)
+        length = PlaylistItem.objects.filter(playlist=playlist).count()
+        ops = [Insert(length + offset, track_id) for offset, track_id in enumerate(track_ids)]
+        return _apply(
+            actor_user_id=None,
+            playlist=playlist,
+            base_revision=playlist.revision,
+            ops=ops,
+            client_op_id=client_op_id,
+            kind=OpKind.EDIT,
+        )
+
+
 # --- Snapshots and retention -------------------------------------------------------------
 
 

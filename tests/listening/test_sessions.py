@@ -242,3 +242,52 @@ def test_the_host_mutes_and_removes_members_audited(people, tracks):
         .values_list("action", flat=True)
     )
     assert actions == ["listening.member.muted", "listening.member.unmuted", "listening.member.removed"]
+
+
+def test_each_track_leaving_records_a_play_for_those_present(people, tracks):
+    from playlists.models import TrackPlay
+
+    session = session_create(actor=people.alice, title="Group")
+    session_join(actor=people.bob, session_id=session.pk)
+    enqueue(people.alice, session, *tracks[:2])
+    command(people.alice, session, "play")
+    ListeningSession.objects.filter(pk=session.pk).update(anchor_ms=services.now_ms() - 30_000)
+    command(people.bob, session, "skip")
+    plays = list(TrackPlay.objects.filter(session=session).order_by("user_id"))
+    assert [(play.user_id, play.track_id) for play in plays] == [
+        (people.alice.user_id, tracks[0].pk),
+        (people.bob.user_id, tracks[0].pk),
+    ]
+    assert all(29_000 <= play.listened_ms <= 31_500 for play in plays)
+
+
+def test_radio_mode_tops_up_an_empty_queue_with_suggestions(people, tracks):
+    from playlists.constants import SimilarityKind
+    from playlists.models import TrackSimilarity
+
+    for similar, score in ((tracks[3], 0.9), (tracks[4], 0.5)):
+        TrackSimilarity.objects.create(
+            tenant_id=people.alice.tenant_id,
+            track=tracks[0],
+            similar=similar,
+            kind=SimilarityKind.CO_OCCURRENCE,
+            score=score,
+            together=3,
+        )
+    session = session_create(actor=people.alice, title="DJ", mode=SessionMode.DJ)
+    session_join(actor=people.bob, session_id=session.pk)
+    with pytest.raises(Forbidden):
+        services.session_radio_set(actor=people.bob, session_id=session.pk, on=True)
+    with pytest.raises(Invalid):
+        services.session_radio_set(actor=people.alice, session_id=session.pk, on="yes")
+    enqueue(people.alice, session, tracks[0])
+    command(people.alice, session, "play")
+    assert services.session_radio_set(actor=people.alice, session_id=session.pk, on=True)["radio"] is True
+    skipped = command(people.alice, session, "skip")
+    # The queue ran dry: the radio added what goes with what was played.
+    assert skipped["track"]["id"] == tracks[3].pk and skipped["playing"]
+    assert queued(session) == [tracks[4].pk]
+    services.session_radio_set(actor=people.alice, session_id=session.pk, on=False)
+    command(people.alice, session, "skip")
+    stopped = command(people.alice, session, "skip")
+    assert stopped["track"] is None and not stopped["playing"]
