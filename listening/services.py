@@ -21,13 +21,14 @@ here (``_queue_role``), trusted writes beside the session's own.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.principals import Principal
@@ -498,10 +499,36 @@ def _commit(session: ListeningSession, *, action: str, by: int | None) -> None:
     if session.playing and session.track is not None:
         remaining = (session.track.duration_ms - session.position_ms) / session.rate
         due_ms = session.anchor_ms + int(remaining) + _ADVANCE_SLACK_MS
-        countdown = min(max(0.0, (due_ms - now_ms()) / 1000), _ADVANCE_MAX_COUNTDOWN)
-        from .tasks import playback_advance as playback_advance_task
+        _advance_later(session.pk, session.playback_revision, seconds=(due_ms - now_ms()) / 1000)
 
-        playback_advance_task.apply_async_on_commit((session.pk, session.playback_revision), countdown=countdown)
+
+def _advance_later(session_id: int, revision: int, *, seconds: float) -> None:
+    """Schedule ``playback_advance`` once the transaction commits, ``seconds`` from
+    now (capped below the broker's visibility timeout; it re-checks then)."""
+    from .tasks import playback_advance as playback_advance_task
+
+    countdown = min(max(0.0, seconds), _ADVANCE_MAX_COUNTDOWN)
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        # The embedded default runs tasks inline, and inline ignores a countdown:
+        # the task would run at once, find the track unfinished and schedule
+        # itself again, forever. There, a timer thread of this one process waits.
+        transaction.on_commit(lambda: _timer(countdown, playback_advance_task, session_id, revision))
+        return
+    playback_advance_task.apply_async_on_commit((session_id, revision), countdown=countdown)
+
+
+def _timer(countdown: float, task, session_id: int, revision: int) -> threading.Timer:
+    def run() -> None:
+        try:
+            task.delay(session_id, revision)
+        finally:
+            connection.close()  # this thread's own connection
+
+    timer = threading.Timer(countdown, run)
+    timer.name = f"playback-advance-{session_id}-{revision}"
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 @transaction.atomic
@@ -560,11 +587,7 @@ def playback_advance(*, session_id: int, revision: int) -> bool:
     now = now_ms()
     if session.position_at(now) < session.track.duration_ms:
         remaining = (session.track.duration_ms - session.position_at(now)) / session.rate
-        from .tasks import playback_advance as playback_advance_task
-
-        playback_advance_task.apply_async_on_commit(
-            (session.pk, revision), countdown=min((remaining + _ADVANCE_SLACK_MS) / 1000, _ADVANCE_MAX_COUNTDOWN)
-        )
+        _advance_later(session.pk, revision, seconds=(remaining + _ADVANCE_SLACK_MS) / 1000)
         return False
     # On time, the next track starts where the last one ended (gapless for clients
     # that moved on by themselves); a late check starts it afresh, a lead ahead,

@@ -291,3 +291,24 @@ def test_radio_mode_tops_up_an_empty_queue_with_suggestions(people, tracks):
     command(people.alice, session, "skip")
     stopped = command(people.alice, session, "skip")
     assert stopped["track"] is None and not stopped["playing"]
+
+
+def test_the_embedded_default_waits_for_the_track_end_on_a_timer(
+    people, tracks, settings, django_capture_on_commit_callbacks
+):
+    """Inline tasks ignore countdowns: the advance must wait on a timer, not run
+    at once and reschedule itself forever."""
+    import threading
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    session = session_create(actor=people.alice, title="Embedded")
+    enqueue(people.alice, session, tracks[0])
+    with django_capture_on_commit_callbacks(execute=True):
+        command(people.alice, session, "play")
+    timers = [thread for thread in threading.enumerate() if thread.name.startswith(f"playback-advance-{session.pk}-")]
+    try:
+        assert len(timers) == 1
+        assert 60 <= timers[0].interval <= 61  # the one-minute track's end, plus the lead
+    finally:
+        for timer in timers:
+            timer.cancel()
