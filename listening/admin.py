@@ -49,6 +49,8 @@ class ListeningSessionAdmin(AuditedModelAdmin):
         "mode",
         "status",
         "audience_limit",
+        "vote_skip_threshold",
+        "radio",
         "queue",
         "room",
         "track",
@@ -58,6 +60,7 @@ class ListeningSessionAdmin(AuditedModelAdmin):
         "rate",
         "volume",
         "playback_revision",
+        "track_serial",
         "created_at",
         "ended_at",
     )

@@ -84,6 +84,16 @@ class SessionModeratedEvent(Event):
 
 
 @dataclass(frozen=True)
+class SessionVotesEvent(Event):
+    """Votes to skip the current track so far, and how many skip it."""
+
+    type: ClassVar[str] = "session.votes"
+    session: int
+    votes: int
+    needed: int
+
+
+@dataclass(frozen=True)
 class SessionEndedEvent(Event):
     type: ClassVar[str] = "session.ended"
     session: int

@@ -249,3 +249,9 @@ async def handle_session_radio(conn: Connection, message: ClientMessage) -> Repl
         on=message.content.get("on"),
     )
     return Reply("ack", state)
+
+
+@registry.message("playback.vote_skip")
+async def handle_playback_vote_skip(conn: Connection, message: ClientMessage) -> Reply:
+    answer = await call_service(services.playback_vote_skip, actor=conn.principal, session_id=_session_id(message))
+    return Reply("ack", answer)

@@ -31,6 +31,8 @@ class ListeningSession(TenantOwned):
     # Radio mode: when the queue runs dry, the server tops it up with suggestions
     # from what the session played (playlists.suggestions).
     radio = models.BooleanField(default=False)
+    # The share of present members whose votes skip the current track (0..1].
+    vote_skip_threshold = models.FloatField(default=0.5)
     created_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 
@@ -42,6 +44,9 @@ class ListeningSession(TenantOwned):
     rate = models.FloatField(default=1.0)
     volume = models.PositiveSmallIntegerField(default=100)
     playback_revision = models.PositiveBigIntegerField(default=0)
+    # Bumped each time another track comes on: skip votes count per track, so a
+    # pause or a volume change does not reset them.
+    track_serial = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "status"])]
@@ -76,3 +81,20 @@ class SessionMember(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.role} in {self.session_id}"
+
+
+class SkipVote(TenantOwned):
+    """A member's vote to skip the track that was on as ``track_serial``."""
+
+    session = models.ForeignKey(ListeningSession, on_delete=models.CASCADE, related_name="skip_votes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    track_serial = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "track_serial", "user"], name="listening_skip_vote_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} skips {self.session_id}#{self.track_serial}"

@@ -31,6 +31,7 @@ def session_state(*, actor: Principal, session_id: int) -> dict[str, Any]:
         "session": session.pk,
         "title": session.title,
         "mode": session.mode,
+        "vote_skip_threshold": session.vote_skip_threshold,
         "status": session.status,
         "host": {"id": session.host_id, "username": session.host.get_username()},
         "queue": session.queue_id,

@@ -20,6 +20,7 @@ here (``_queue_role``), trusted writes beside the session's own.
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
@@ -61,11 +62,12 @@ from .events import (
     SessionHostChangedEvent,
     SessionMemberEvent,
     SessionModeratedEvent,
+    SessionVotesEvent,
     playback_state_event,
     session_event_send,
 )
 from .metrics import drift_record
-from .models import ListeningSession, SessionMember
+from .models import ListeningSession, SessionMember, SkipVote
 from .sync import correction
 
 # A track-end check scheduled this much after the computed end: clocks and the
@@ -157,13 +159,20 @@ def _clean_title(value: Any) -> str:
 
 
 @transaction.atomic
-def session_create(*, actor: Principal, title: Any, mode: Any = SessionMode.GROUP) -> ListeningSession:
+def session_create(
+    *, actor: Principal, title: Any, mode: Any = SessionMode.GROUP, vote_skip_threshold: Any = 0.5
+) -> ListeningSession:
     """A live session hosted by the caller, with its queue (an empty playlist of
-    kind ``queue``) and its chat room (public in the tenant, the host its owner)."""
+    kind ``queue``) and its chat room (public in the tenant, the host its owner).
+    ``vote_skip_threshold``: the share of present members whose votes skip a track."""
     user_id = _user(actor)
     title = _clean_title(title)
     if mode not in SessionMode.values:
         raise Invalid(f"mode must be one of {', '.join(SessionMode.values)}.", field="mode")
+    if isinstance(vote_skip_threshold, bool) or not isinstance(vote_skip_threshold, int | float):
+        raise Invalid("vote_skip_threshold must be a number.", field="vote_skip_threshold")
+    if not 0 < vote_skip_threshold <= 1:
+        raise Invalid("vote_skip_threshold must be above 0 and at most 1.", field="vote_skip_threshold")
     queue = playlist_create(actor=actor, title=title[:150] + " (queue)", visibility=Visibility.PRIVATE)
     queue.kind = PlaylistKind.QUEUE
     queue.save(update_fields=["kind"])
@@ -176,6 +185,7 @@ def session_create(*, actor: Principal, title: Any, mode: Any = SessionMode.GROU
         queue=queue,
         room=room,
         audience_limit=settings.LISTENING_AUDIENCE_LIMIT,
+        vote_skip_threshold=vote_skip_threshold,
         anchor_ms=now_ms(),
     )
     SessionMember.objects.create(
@@ -465,6 +475,7 @@ def _load_next(session: ListeningSession, *, at_ms: int) -> None:
         _radio_top_up(session)
         item = queue_pop_do(playlist_id=session.queue_id, client_op_id=f"{pop_id}-radio")
     session.track = Track.objects.filter(pk=item["track_id"]).first() if item is not None else None
+    session.track_serial += 1
     session.position_ms, session.anchor_ms = 0, at_ms
     session.playing = session.track is not None
 
@@ -564,6 +575,35 @@ def playback_command(
     _apply(session, action, position_ms=position_ms, volume=volume, at_ms=now_ms() + PLAYBACK_LEAD_MS)
     _commit(session, action=action, by=user_id)
     return state_payload(session, action=action, by=user_id)
+
+
+@transaction.atomic
+def playback_vote_skip(*, actor: Principal, session_id: int) -> dict[str, Any]:
+    """A present, unmuted member votes to skip the current track (any mode: in a DJ
+    session this is the audience's voice). Once the votes reach
+    ``vote_skip_threshold`` of the members present, the next track starts
+    (``playback.state``, action ``vote_skip``); until then ``session.votes`` tells
+    everyone the count. Idempotent per member and track."""
+    user_id = _user(actor)
+    session = _locked(actor=actor, session_id=session_id)
+    _live(session)
+    member = _member(session, user_id)
+    if member.muted_at is not None:
+        raise Forbidden("The host muted you in this session.")
+    if session.track is None:
+        raise Conflict("Nothing is playing.")
+    SkipVote.objects.get_or_create(
+        session=session, user_id=user_id, track_serial=session.track_serial, defaults={"tenant_id": session.tenant_id}
+    )
+    present = SessionMember.objects.filter(session=session, left_at__isnull=True).values("user_id")
+    votes = SkipVote.objects.filter(session=session, track_serial=session.track_serial, user_id__in=present).count()
+    needed = max(1, math.ceil(session.vote_skip_threshold * _audience(session)))
+    if votes < needed:
+        session_event_send(session=session, event=SessionVotesEvent(session=session.pk, votes=votes, needed=needed))
+        return {"votes": votes, "needed": needed, "skipped": False}
+    _load_next(session, at_ms=now_ms() + PLAYBACK_LEAD_MS)
+    _commit(session, action="vote_skip", by=None)
+    return {"votes": votes, "needed": needed, "skipped": True}
 
 
 @transaction.atomic

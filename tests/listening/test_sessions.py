@@ -312,3 +312,31 @@ def test_the_embedded_default_waits_for_the_track_end_on_a_timer(
     finally:
         for timer in timers:
             timer.cancel()
+
+
+def test_votes_skip_a_track_once_they_reach_the_threshold(people, tracks):
+    with pytest.raises(Invalid):
+        session_create(actor=people.alice, title="Bad", vote_skip_threshold=0)
+    session = session_create(actor=people.alice, title="DJ", mode=SessionMode.DJ, vote_skip_threshold=0.5)
+    for actor in (people.bob, people.carol):
+        session_join(actor=actor, session_id=session.pk)
+    with pytest.raises(Conflict):
+        services.playback_vote_skip(actor=people.bob, session_id=session.pk)  # nothing playing
+    enqueue(people.alice, session, *tracks[:3])
+    command(people.alice, session, "play")
+    # Three present: two votes skip. A listener votes even in a DJ session.
+    assert services.playback_vote_skip(actor=people.bob, session_id=session.pk) == {
+        "votes": 1,
+        "needed": 2,
+        "skipped": False,
+    }
+    assert services.playback_vote_skip(actor=people.bob, session_id=session.pk)["votes"] == 1  # once per track
+    command(people.alice, session, "volume", volume=50)  # votes survive other commands
+    assert services.playback_vote_skip(actor=people.carol, session_id=session.pk)["skipped"]
+    session.refresh_from_db()
+    assert session.track_id == tracks[1].pk
+    # A new track starts the count again; a muted member has no vote.
+    assert services.playback_vote_skip(actor=people.bob, session_id=session.pk)["votes"] == 1
+    member_mute(actor=people.alice, session_id=session.pk, user_id=people.carol.user_id)
+    with pytest.raises(Forbidden):
+        services.playback_vote_skip(actor=people.carol, session_id=session.pk)
