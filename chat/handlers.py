@@ -27,7 +27,7 @@ from realtime.batching import Batcher
 from realtime.calls import call_service
 from realtime.groups import room_topic
 from realtime.presence import PresenceChange, PresenceState, presence_get
-from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply, encode, envelope
+from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply, encode, envelope, invalid_field
 from realtime.registry import Connection, registry
 from realtime.subscriptions import StoredFrame
 
@@ -53,14 +53,10 @@ def _room_id(message: ClientMessage) -> int:
     """The frame's room id. Missing is ``invalid``; anything that cannot name a
     room is ``not_found``, like a room that does not exist."""
     if message.room is None:
-        raise ProtocolError(ErrorCode.INVALID, "'room' is required.", details={"fields": {"room": ["Required."]}})
+        raise invalid_field("room", "'room' is required.")
     if not message.room.isascii() or not message.room.isdigit() or len(message.room) > 18:
         raise ProtocolError(ErrorCode.NOT_FOUND, "No such room.")
     return int(message.room)
-
-
-def _invalid(field: str, text: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.INVALID, text, details={"fields": {field: [text]}})
 
 
 def _seq(content: dict[str, Any], field: str = "seq", *, required: bool = True) -> int | None:
@@ -68,14 +64,14 @@ def _seq(content: dict[str, Any], field: str = "seq", *, required: bool = True) 
     if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _invalid(field, f"{field} must be a non-negative integer.")
+        raise invalid_field(field, f"{field} must be a non-negative integer.")
     return value
 
 
 def _string(content: dict[str, Any], field: str) -> str:
     value = content.get(field)
     if not isinstance(value, str):
-        raise _invalid(field, f"{field} must be a string.")
+        raise invalid_field(field, f"{field} must be a string.")
     return value
 
 
@@ -87,7 +83,7 @@ def _ids(content: dict[str, Any], field: str) -> list[int]:
     if not isinstance(value, list) or not all(
         isinstance(item, int) and not isinstance(item, bool) and item > 0 for item in value
     ):
-        raise _invalid(field, f"{field} must be a list of positive integers.")
+        raise invalid_field(field, f"{field} must be a list of positive integers.")
     return value
 
 
@@ -109,7 +105,7 @@ def _join_state(*, actor: Principal, room_id: int, last_seq: int | None) -> dict
     # the room's newest seq and whether the range after last_seq is intact.
     batch = messages_after(room=room, last_seq=last_seq or 0, limit=1)
     if last_seq is not None and last_seq > batch.room_last_seq:
-        raise _invalid("last_seq", "last_seq is ahead of the room's newest message.")
+        raise invalid_field("last_seq", "last_seq is ahead of the room's newest message.")
     return {
         "last_seq": batch.room_last_seq,
         # The member's own read marker and what lies after it, as GET /rooms/ reports.
@@ -279,7 +275,7 @@ async def handle_chat_react(conn: Connection, message: ClientMessage) -> Reply:
     emoji = _string(message.content, "emoji")
     service = _REACTIONS.get(message.content.get("action"))
     if service is None:
-        raise _invalid("action", "action is 'add' or 'remove'.")
+        raise invalid_field("action", "action is 'add' or 'remove'.")
     changed = await _call(service, actor=conn.principal, room_id=room_id, seq=seq, emoji=emoji)
     return Reply("ack", {"seq": seq, "changed": changed})
 
@@ -318,7 +314,7 @@ async def handle_chat_history(conn: Connection, message: ClientMessage) -> Reply
     content = message.content
     limit = content.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-        raise _invalid("limit", "limit must be an integer.")
+        raise invalid_field("limit", "limit must be an integer.")
     page, has_more = await _call(
         _history,
         actor=conn.principal,
@@ -338,7 +334,7 @@ async def handle_chat_typing(conn: Connection, message: ClientMessage) -> Reply:
     room_id = _room_id(message)
     typing = message.content.get("typing")
     if not isinstance(typing, bool):
-        raise _invalid("typing", "typing must be true or false.")
+        raise invalid_field("typing", "typing must be true or false.")
     broadcast = await _call(typing_signal, actor=conn.principal, room_id=room_id, typing=typing)
     return Reply("ack", {"broadcast": broadcast})
 
@@ -352,7 +348,7 @@ _STATUSES = {"online": False, "away": True}
 async def handle_presence_set(conn: Connection, message: ClientMessage) -> Reply:
     status = message.content.get("status")
     if status not in _STATUSES:
-        raise _invalid("status", "status is 'online' or 'away'.")
+        raise invalid_field("status", "status is 'online' or 'away'.")
     await conn.presence_set(away=_STATUSES[status])
     return Reply("ack", {"status": status})
 

@@ -33,7 +33,7 @@ from prometheus_client import Counter
 
 from realtime.calls import call_service
 from realtime.groups import session_topic
-from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply, envelope
+from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply, envelope, invalid_field
 from realtime.registry import Connection, registry
 
 from . import reactions, selectors, services
@@ -61,7 +61,7 @@ async def handle_quality_report(conn: Connection, message: ClientMessage) -> Rep
             at=time.monotonic(),
         )
     except InvalidReport as exc:
-        raise ProtocolError(ErrorCode.INVALID, str(exc), details={"fields": {exc.field: [str(exc)]}}) from None
+        raise invalid_field(exc.field, str(exc)) from None
     advisor = _advisors.get(conn)
     if advisor is None:
         advisor = _advisors[conn] = BitrateAdvisor()
@@ -85,7 +85,7 @@ async def handle_quality_report(conn: Connection, message: ClientMessage) -> Rep
 def _session_id(message: ClientMessage) -> int:
     value = message.content.get("session")
     if value is None:
-        raise ProtocolError(ErrorCode.INVALID, "session is required.", details={"fields": {"session": ["Required."]}})
+        raise invalid_field("session", "session is required.")
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ProtocolError(ErrorCode.NOT_FOUND, "No such listening session.")
     return value
@@ -193,11 +193,7 @@ async def handle_session_react(conn: Connection, message: ClientMessage) -> Repl
     session_id = _session_id(message)
     emoji = message.content.get("emoji")
     if emoji not in reactions.EMOJIS:
-        raise ProtocolError(
-            ErrorCode.INVALID,
-            f"emoji must be one of {' '.join(reactions.EMOJIS)}.",
-            details={"fields": {"emoji": ["Not a reaction."]}},
-        )
+        raise invalid_field("emoji", f"emoji must be one of {' '.join(reactions.EMOJIS)}.")
     principal = conn.principal
     # Joining checked membership; the socket follows the session only while a member.
     if session_topic(tenant_id=principal.tenant_id, session_id=session_id) not in conn.room_subscriptions():
@@ -212,17 +208,12 @@ async def handle_session_react(conn: Connection, message: ClientMessage) -> Repl
 
 @registry.message("session.mute")
 async def handle_session_mute(conn: Connection, message: ClientMessage) -> Reply:
-    muted = message.content.get("muted", True)
-    if not isinstance(muted, bool):
-        raise ProtocolError(
-            ErrorCode.INVALID, "muted must be true or false.", details={"fields": {"muted": ["A boolean."]}}
-        )
     await call_service(
         services.member_mute,
         actor=conn.principal,
         session_id=_session_id(message),
         user_id=message.content.get("user"),
-        muted=muted,
+        muted=message.content.get("muted", True),
         context=conn.request_context,
     )
     return Reply("ack", {})

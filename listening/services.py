@@ -349,10 +349,12 @@ def _tell_member(session: ListeningSession, user_id: int, action: str) -> None:
 
 @transaction.atomic
 def member_mute(
-    *, actor: Principal, session_id: int, user_id: Any, muted: bool = True, context: RequestContext = NO_CONTEXT
+    *, actor: Principal, session_id: int, user_id: Any, muted: Any = True, context: RequestContext = NO_CONTEXT
 ) -> SessionMember:
     """The host mutes a member (no reactions, no playback commands) or lifts it.
     Audited; the member's sockets are told (``session.moderated``). Idempotent."""
+    if not isinstance(muted, bool):
+        raise Invalid("muted must be true or false.", field="muted")
     session, member = _moderated(actor=actor, session_id=session_id, user_id=user_id)
     if (member.muted_at is not None) == muted:
         return member

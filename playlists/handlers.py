@@ -24,7 +24,7 @@ from accounts.principals import Principal
 from realtime.calls import call_service
 from realtime.groups import playlist_topic, playlist_topic_id
 from realtime.presence import topic_presence_list, topic_presence_remove, topic_presence_set
-from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply, encode, envelope
+from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply, encode, envelope, invalid_field
 from realtime.registry import Connection, registry
 from realtime.subscriptions import StoredFrame
 from spotify_agent.errors import DomainError
@@ -38,14 +38,10 @@ PRESENCE_STATES = ("viewing", "editing")
 # --- Parsing ----------------------------------------------------------------------
 
 
-def _invalid(field: str, text: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.INVALID, text, details={"fields": {field: [text]}})
-
-
 def _playlist_id(message: ClientMessage) -> int:
     value = message.content.get("playlist")
     if value is None:
-        raise _invalid("playlist", "playlist is required.")
+        raise invalid_field("playlist", "playlist is required.")
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ProtocolError(ErrorCode.NOT_FOUND, "No such playlist.")
     return value
@@ -56,7 +52,7 @@ def _optional_revision(content: dict[str, Any], field: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _invalid(field, f"{field} must be a non-negative integer.")
+        raise invalid_field(field, f"{field} must be a non-negative integer.")
     return value
 
 
@@ -200,10 +196,10 @@ async def handle_playlist_presence(conn: Connection, message: ClientMessage) -> 
     playlist_id = _playlist_id(message)
     state = message.content.get("state", "viewing")
     if state not in PRESENCE_STATES:
-        raise _invalid("state", "state must be viewing or editing.")
+        raise invalid_field("state", "state must be viewing or editing.")
     selected = message.content.get("selected")
     if selected is not None and (not isinstance(selected, str) or len(selected) > 64):
-        raise _invalid("selected", "selected must be an item id or null.")
+        raise invalid_field("selected", "selected must be an item id or null.")
     if _topic(conn, playlist_id) not in conn.room_subscriptions():
         raise ProtocolError(ErrorCode.CONFLICT, "Subscribe to the playlist first.")
     present = await _presence_show(conn, playlist_id, state=state, selected=selected if state == "editing" else None)

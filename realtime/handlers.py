@@ -29,7 +29,7 @@ from channels.db import database_sync_to_async
 from accounts.services.tokens import AuthenticationError, access_token_authenticate
 
 from .middleware import METHOD_FIRST_FRAME
-from .protocol import ClientMessage, ErrorCode, ProtocolError, Reply, envelope, timestamp
+from .protocol import ClientMessage, Reply, envelope, invalid_field, timestamp
 from .registry import Connection, registry
 
 # Longer than any access token simplejwt issues here; refuses junk before decoding.
@@ -64,11 +64,7 @@ async def handle_core_time_sync(conn: Connection, message: ClientMessage) -> Rep
     received = time.time() * 1000
     client_sent = message.content.get("client_sent")
     if isinstance(client_sent, bool) or not isinstance(client_sent, int | float) or not math.isfinite(client_sent):
-        raise ProtocolError(
-            ErrorCode.INVALID,
-            "client_sent must be a number (the client's clock, in milliseconds).",
-            details={"fields": {"client_sent": ["A number is required."]}},
-        )
+        raise invalid_field("client_sent", "client_sent must be a number (the client's clock, in milliseconds).")
     return Reply(
         "time.sync", {"client_sent": client_sent, "server_received": received, "server_sent": time.time() * 1000}
     )

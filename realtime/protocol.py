@@ -93,6 +93,12 @@ class ProtocolError(Exception):
         self.retry_after = retry_after
 
 
+def invalid_field(field: str, message: str) -> ProtocolError:
+    """An ``invalid`` error naming one field, as every family reports bad content:
+    ``details.fields`` maps the field to its messages."""
+    return ProtocolError(ErrorCode.INVALID, message, details={"fields": {field: [message]}})
+
+
 @dataclass(frozen=True)
 class ClientMessage:
     """One parsed client frame. ``raw`` keeps the whole object for fields a type defines

@@ -129,6 +129,16 @@ def test_a_late_joiner_gets_the_state_at_once(servers, user, carol, dj_session):
             with pytest.raises(HubError) as caught:
                 await late.request("session.join", content={"session": 10**9})
             assert caught.value.code == "not_found"
+            for kind, content, field in [
+                ("session.join", {}, "session"),
+                ("session.radio", {"session": session.pk, "on": "yes"}, "on"),
+                ("session.mute", {"session": session.pk, "user": 1, "muted": "x"}, "muted"),
+                ("playback.play", {"session": session.pk, "base_revision": "latest"}, "base_revision"),
+                ("playback.position", {"session": session.pk, "revision": -1}, "revision"),
+            ]:
+                with pytest.raises(HubError) as caught:
+                    await late.request(kind, content=content)
+                assert caught.value.code == "invalid" and field in caught.value.details["fields"], kind
             # Nothing plays yet: a position report is answered stale, with the state.
             clock = await clock_sync(late, samples=3, spacing=0.01)
             report = position_report(answer["playback"], clock, player_position_ms=0)

@@ -208,6 +208,18 @@ def test_roles_errors_and_resync_over_the_socket(servers, user, carol, playlist,
             with pytest.raises(HubError) as caught:
                 await alice_client.request("playlist.op", content={"playlist": playlist.pk, "op": {}})
             assert caught.value.code == "invalid"
+            for content, code, field in [
+                ({"playlist": playlist.pk, "state": "dancing"}, "invalid", "state"),
+                ({"playlist": playlist.pk, "state": "editing", "selected": 7}, "invalid", "selected"),
+                ({}, "invalid", "playlist"),
+            ]:
+                with pytest.raises(HubError) as caught:
+                    await alice_client.request("playlist.presence", content=content)
+                assert caught.value.code == code and field in caught.value.details["fields"]
+            await alice_client.request("playlist.unsubscribe", content={"playlist": playlist.pk})
+            with pytest.raises(HubError) as caught:
+                await alice_client.request("playlist.presence", content={"playlist": playlist.pk})
+            assert caught.value.code == "conflict"  # subscribe first
 
     asyncio.run(scenario())
 
