@@ -18,7 +18,7 @@ hysteresis: a link that sits near a rung stays on the lower one.
 
 Pure Python and deterministic (the caller passes the clock in ``Report.at``),
 so the rule is unit-tested on recorded traces (tests/listening/traces/). What
-it leaves to others: ``listening.handlers`` keeps one advisor per socket and
+it leaves to others: ``listening.handlers.quality`` keeps one advisor per socket and
 speaks the ``quality.*`` frames. docs/protocol.md, "Streaming quality", is the
 client-facing description of this rule.
 """

@@ -9,7 +9,7 @@ from accounts.principals import Principal
 from spotify_agent.errors import NotFound
 
 from .models import ListeningSession, SessionMember
-from .services import now_ms, state_payload
+from .services.common import now_ms, state_payload
 
 # Members listed in a join's answer; a concert-sized audience is counted, not listed.
 MEMBERS_LISTED = 100

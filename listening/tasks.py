@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from . import services
+from .services import playback
 
 
 @shared_task(
@@ -20,4 +20,4 @@ def playback_advance(session_id: int, revision: int) -> bool:
     """At a track's end: start the next queue item if playback is still at
     ``revision`` (any command since makes this a no-op). Retried quickly on a
     database hiccup: the listeners are waiting for the next track."""
-    return services.playback_advance(session_id=session_id, revision=revision)
+    return playback.playback_advance(session_id=session_id, revision=revision)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from listening.handlers import handle_quality_report
+from listening.handlers.quality import handle_quality_report
 from listening.quality import (
     DOWN_SAFETY,
     HOLD_SECONDS,

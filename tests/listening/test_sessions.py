@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from listening import services
 from listening.constants import PLAYBACK_LEAD_MS, MemberRole, SessionMode, SessionStatus
 from listening.models import ListeningSession, SessionMember
-from listening.services import (
+from listening.services import common, playback
+from listening.services.playback import playback_advance, playback_command
+from listening.services.sessions import (
     member_mute,
     member_remove,
     member_role_set,
-    playback_advance,
-    playback_command,
     session_create,
     session_end,
     session_join,
@@ -104,10 +103,10 @@ def test_playback_plays_the_queue_in_order_with_a_lead_and_revisions(people, tra
     with pytest.raises(Conflict):
         command(people.alice, session, "play")  # nothing queued
     enqueue(people.alice, session, *tracks[:3])
-    before = services.now_ms()
+    before = common.now_ms()
     state = command(people.bob, session, "play")
     assert state["track"]["id"] == tracks[0].pk and state["playing"] and state["revision"] == 1
-    assert before + PLAYBACK_LEAD_MS <= state["anchor_ms"] <= services.now_ms() + PLAYBACK_LEAD_MS
+    assert before + PLAYBACK_LEAD_MS <= state["anchor_ms"] <= common.now_ms() + PLAYBACK_LEAD_MS
     assert queued(session) == [tracks[1].pk, tracks[2].pk]
     paused = command(people.alice, session, "pause")
     assert not paused["playing"] and paused["revision"] == 2
@@ -164,24 +163,24 @@ def test_the_server_advances_at_the_track_end_once(people, tracks):
     session.refresh_from_db()
     assert not playback_advance(session_id=session.pk, revision=1)  # not over yet
     # The first track (one minute) started a minute and a half ago.
-    ListeningSession.objects.filter(pk=session.pk).update(anchor_ms=services.now_ms() - 90_000)
+    ListeningSession.objects.filter(pk=session.pk).update(anchor_ms=common.now_ms() - 90_000)
     assert playback_advance(session_id=session.pk, revision=1)
     session.refresh_from_db()
     assert (session.track_id, session.playback_revision, session.playing) == (tracks[1].pk, 2, True)
     # The check came 30 s late: the next track starts afresh, a lead ahead.
-    assert services.now_ms() <= session.anchor_ms <= services.now_ms() + PLAYBACK_LEAD_MS
+    assert common.now_ms() <= session.anchor_ms <= common.now_ms() + PLAYBACK_LEAD_MS
     assert not playback_advance(session_id=session.pk, revision=1)  # stale or repeated: nothing
     enqueue(people.alice, session, tracks[3])
     # On time (the track ended 100 ms ago): the next one starts exactly at its end.
     ListeningSession.objects.filter(pk=session.pk).update(
-        anchor_ms=services.now_ms() - tracks[1].duration_ms - 100, position_ms=0
+        anchor_ms=common.now_ms() - tracks[1].duration_ms - 100, position_ms=0
     )
     assert playback_advance(session_id=session.pk, revision=2)
     session.refresh_from_db()
     assert session.track_id == tracks[3].pk
-    assert services.now_ms() - 1_000 <= session.anchor_ms <= services.now_ms() - 100
+    assert common.now_ms() - 1_000 <= session.anchor_ms <= common.now_ms() - 100
     revision = session.playback_revision
-    ListeningSession.objects.filter(pk=session.pk).update(anchor_ms=services.now_ms() - 500_000)
+    ListeningSession.objects.filter(pk=session.pk).update(anchor_ms=common.now_ms() - 500_000)
     assert playback_advance(session_id=session.pk, revision=revision)
     session.refresh_from_db()
     assert session.track is None and not session.playing  # the queue ran out
@@ -251,7 +250,7 @@ def test_each_track_leaving_records_a_play_for_those_present(people, tracks):
     session_join(actor=people.bob, session_id=session.pk)
     enqueue(people.alice, session, *tracks[:2])
     command(people.alice, session, "play")
-    ListeningSession.objects.filter(pk=session.pk).update(anchor_ms=services.now_ms() - 30_000)
+    ListeningSession.objects.filter(pk=session.pk).update(anchor_ms=common.now_ms() - 30_000)
     command(people.bob, session, "skip")
     plays = list(TrackPlay.objects.filter(session=session).order_by("user_id"))
     assert [(play.user_id, play.track_id) for play in plays] == [
@@ -277,17 +276,17 @@ def test_radio_mode_tops_up_an_empty_queue_with_suggestions(people, tracks):
     session = session_create(actor=people.alice, title="DJ", mode=SessionMode.DJ)
     session_join(actor=people.bob, session_id=session.pk)
     with pytest.raises(Forbidden):
-        services.session_radio_set(actor=people.bob, session_id=session.pk, on=True)
+        playback.session_radio_set(actor=people.bob, session_id=session.pk, on=True)
     with pytest.raises(Invalid):
-        services.session_radio_set(actor=people.alice, session_id=session.pk, on="yes")
+        playback.session_radio_set(actor=people.alice, session_id=session.pk, on="yes")
     enqueue(people.alice, session, tracks[0])
     command(people.alice, session, "play")
-    assert services.session_radio_set(actor=people.alice, session_id=session.pk, on=True)["radio"] is True
+    assert playback.session_radio_set(actor=people.alice, session_id=session.pk, on=True)["radio"] is True
     skipped = command(people.alice, session, "skip")
     # The queue ran dry: the radio added what goes with what was played.
     assert skipped["track"]["id"] == tracks[3].pk and skipped["playing"]
     assert queued(session) == [tracks[4].pk]
-    services.session_radio_set(actor=people.alice, session_id=session.pk, on=False)
+    playback.session_radio_set(actor=people.alice, session_id=session.pk, on=False)
     command(people.alice, session, "skip")
     stopped = command(people.alice, session, "skip")
     assert stopped["track"] is None and not stopped["playing"]
@@ -321,22 +320,22 @@ def test_votes_skip_a_track_once_they_reach_the_threshold(people, tracks):
     for actor in (people.bob, people.carol):
         session_join(actor=actor, session_id=session.pk)
     with pytest.raises(Conflict):
-        services.playback_vote_skip(actor=people.bob, session_id=session.pk)  # nothing playing
+        playback.playback_vote_skip(actor=people.bob, session_id=session.pk)  # nothing playing
     enqueue(people.alice, session, *tracks[:3])
     command(people.alice, session, "play")
     # Three present: two votes skip. A listener votes even in a DJ session.
-    assert services.playback_vote_skip(actor=people.bob, session_id=session.pk) == {
+    assert playback.playback_vote_skip(actor=people.bob, session_id=session.pk) == {
         "votes": 1,
         "needed": 2,
         "skipped": False,
     }
-    assert services.playback_vote_skip(actor=people.bob, session_id=session.pk)["votes"] == 1  # once per track
+    assert playback.playback_vote_skip(actor=people.bob, session_id=session.pk)["votes"] == 1  # once per track
     command(people.alice, session, "volume", volume=50)  # votes survive other commands
-    assert services.playback_vote_skip(actor=people.carol, session_id=session.pk)["skipped"]
+    assert playback.playback_vote_skip(actor=people.carol, session_id=session.pk)["skipped"]
     session.refresh_from_db()
     assert session.track_id == tracks[1].pk
     # A new track starts the count again; a muted member has no vote.
-    assert services.playback_vote_skip(actor=people.bob, session_id=session.pk)["votes"] == 1
+    assert playback.playback_vote_skip(actor=people.bob, session_id=session.pk)["votes"] == 1
     member_mute(actor=people.alice, session_id=session.pk, user_id=people.carol.user_id)
     with pytest.raises(Forbidden):
-        services.playback_vote_skip(actor=people.carol, session_id=session.pk)
+        playback.playback_vote_skip(actor=people.carol, session_id=session.pk)

@@ -8,9 +8,10 @@ import random
 import pytest
 from prometheus_client import REGISTRY
 
-from listening import services
 from listening.constants import SessionMode
-from listening.services import playback_command, playback_position_report, session_create, session_join
+from listening.services import common
+from listening.services.playback import playback_command, playback_position_report
+from listening.services.sessions import session_create, session_join
 from listening.sync import MAX_RATE_ADJUST, CorrectionAction, correction
 from playlists.services.editing import playlist_apply_op
 from realtime.client.clock import ClockSync, Sample
@@ -91,7 +92,7 @@ def playing(people, tracks):
 
 
 def report(actor, session, state, *, drift: int, at_ms: int | None = None):
-    at_ms = at_ms if at_ms is not None else services.now_ms() + 1_000
+    at_ms = at_ms if at_ms is not None else common.now_ms() + 1_000
     return playback_position_report(
         actor=actor,
         session_id=session.pk,
@@ -119,7 +120,7 @@ def test_stale_unsynced_and_outsider_reports(people, playing):
     stale = report(people.bob, session, state, drift=0)
     assert stale["action"] == "stale" and stale["state"]["playing"] is False
     with pytest.raises(Invalid) as caught:
-        report(people.bob, session, state, drift=0, at_ms=services.now_ms() - 120_000)
+        report(people.bob, session, state, drift=0, at_ms=common.now_ms() - 120_000)
     assert "at_ms" in caught.value.details["fields"]
     with pytest.raises(Forbidden):
         report(people.carol, session, state, drift=0)

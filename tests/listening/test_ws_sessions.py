@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 
 from accounts.services.tokens import principal_for_user
 from listening.constants import SessionMode
-from listening.services import member_mute, member_remove, session_create
+from listening.services.sessions import member_mute, member_remove, session_create
 from playlists.models import Track
 from playlists.services.editing import playlist_apply_op
 from realtime.client import BackoffPolicy, HubClient, HubError

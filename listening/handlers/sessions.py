@@ -1,85 +1,26 @@
-"""The ``quality.*``, ``session.*`` and ``playback.*`` WebSocket families.
+"""The ``session.*`` and ``playback.*`` WebSocket families.
 
-Listening sessions: ``session.join`` joins (``listening.services``) and
+Listening sessions: ``session.join`` joins (``listening.services.sessions``) and
 subscribes the socket to the session's fan-out topic, then answers with the
 session and its playback state, so a late joiner knows at once what plays and
 where; ``session.leave``; ``playback.play|pause|seek|skip|volume`` with the
 ``base_revision`` the client saw (a command that lost to another answers
 ``conflict`` with ``details.state``). The queue is edited with ``playlist.*``
 on the session's queue playlist. docs/protocol.md, "Listening sessions".
-
-Streaming quality:
-
-- ``quality.report`` {"throughput_kbps": <number>, "buffer_seconds": <number>}:
-  what the client measured while downloading audio and how many seconds it has
-  buffered. Answered by ``quality.advice`` {"bitrate_kbps", "changed",
-  "reason", "ladder"}; a missing, non-number, non-finite or negative value is
-  ``invalid`` and names the field in ``details.fields``.
-
-The rule is ``listening.quality``'s; this module only parses, keeps one
-``BitrateAdvisor`` per socket and renders. The state lives with the socket, in
-memory, keyed weakly by the connection object so it goes when the socket does;
-a reconnect (or another device) starts over at the conservative starting
-rung, which is the safe direction. Nothing touches the database.
-docs/protocol.md, "Streaming quality", is the client-facing description.
 """
 
 from __future__ import annotations
 
-import time
 import weakref
-
-from prometheus_client import Counter
 
 from realtime.calls import call_service
 from realtime.groups import session_topic
 from realtime.protocol import ClientMessage, ErrorCode, ProtocolError, Reply, envelope, invalid_field
 from realtime.registry import Connection, registry
 
-from . import reactions, selectors, services
-from .constants import PlaybackAction
-from .quality import LADDER_KBPS, BitrateAdvisor, InvalidReport, Reason, Report
-
-# Direction only: a per-user or per-socket label would grow the series without bound.
-SWITCHES = Counter("listening_bitrate_switches_total", "Bitrate changes advised to streaming clients.", ["direction"])
-for _direction in ("up", "down"):
-    SWITCHES.labels(direction=_direction)  # export both series from the start, at 0
-
-_DIRECTIONS = {Reason.UP: "up", Reason.DOWN_THROUGHPUT: "down", Reason.DOWN_BUFFER: "down"}
-
-_advisors: weakref.WeakKeyDictionary[Connection, BitrateAdvisor] = weakref.WeakKeyDictionary()
-
-
-@registry.message("quality.report")
-async def handle_quality_report(conn: Connection, message: ClientMessage) -> Reply:
-    try:
-        report = Report(
-            throughput_kbps=message.content.get("throughput_kbps"),
-            buffer_seconds=message.content.get("buffer_seconds"),
-            # The server's clock, not the client's: the hold is measured on
-            # a clock the client cannot skew, and monotonic never goes back.
-            at=time.monotonic(),
-        )
-    except InvalidReport as exc:
-        raise invalid_field(exc.field, str(exc)) from None
-    advisor = _advisors.get(conn)
-    if advisor is None:
-        advisor = _advisors[conn] = BitrateAdvisor()
-    advice = advisor.advise(report)
-    if advice.reason in _DIRECTIONS:
-        SWITCHES.labels(direction=_DIRECTIONS[advice.reason]).inc()
-    return Reply(
-        "quality.advice",
-        {
-            "bitrate_kbps": advice.bitrate_kbps,
-            "changed": advice.changed,
-            "reason": advice.reason.value,
-            "ladder": list(LADDER_KBPS),
-        },
-    )
-
-
-# --- session.* and playback.* ------------------------------------------------------------
+from .. import reactions, selectors
+from ..constants import PlaybackAction
+from ..services import playback, sessions
 
 
 def _session_id(message: ClientMessage) -> int:
@@ -121,7 +62,7 @@ async def handle_session_moderated_event(conn: Connection, event: dict) -> None:
 async def handle_session_join(conn: Connection, message: ClientMessage) -> Reply:
     session_id = _session_id(message)
     actor = conn.principal
-    await call_service(services.session_join, actor=actor, session_id=session_id)
+    await call_service(sessions.session_join, actor=actor, session_id=session_id)
     topic = session_topic(tenant_id=actor.tenant_id, session_id=session_id)
 
     async def fetch_missing(*, after: int, upto: int | None) -> list:
@@ -147,7 +88,7 @@ async def handle_session_join(conn: Connection, message: ClientMessage) -> Reply
 @registry.message("session.leave")
 async def handle_session_leave(conn: Connection, message: ClientMessage) -> Reply:
     session_id = _session_id(message)
-    await call_service(services.session_leave, actor=conn.principal, session_id=session_id)
+    await call_service(sessions.session_leave, actor=conn.principal, session_id=session_id)
     conn.room_unsubscribe(session_topic(tenant_id=conn.principal.tenant_id, session_id=session_id))
     return Reply("ack", {"session": session_id})
 
@@ -156,7 +97,7 @@ def _playback_handler(action: str):
     async def handle(conn: Connection, message: ClientMessage) -> Reply:
         content = message.content
         state = await call_service(
-            services.playback_command,
+            playback.playback_command,
             actor=conn.principal,
             session_id=_session_id(message),
             action=action,
@@ -178,7 +119,7 @@ for _action in PlaybackAction.values:
 async def handle_playback_position(conn: Connection, message: ClientMessage) -> Reply:
     content = message.content
     answer = await call_service(
-        services.playback_position_report,
+        playback.playback_position_report,
         actor=conn.principal,
         session_id=_session_id(message),
         revision=content.get("revision"),
@@ -209,7 +150,7 @@ async def handle_session_react(conn: Connection, message: ClientMessage) -> Repl
 @registry.message("session.mute")
 async def handle_session_mute(conn: Connection, message: ClientMessage) -> Reply:
     await call_service(
-        services.member_mute,
+        sessions.member_mute,
         actor=conn.principal,
         session_id=_session_id(message),
         user_id=message.content.get("user"),
@@ -222,7 +163,7 @@ async def handle_session_mute(conn: Connection, message: ClientMessage) -> Reply
 @registry.message("session.remove")
 async def handle_session_remove(conn: Connection, message: ClientMessage) -> Reply:
     await call_service(
-        services.member_remove,
+        sessions.member_remove,
         actor=conn.principal,
         session_id=_session_id(message),
         user_id=message.content.get("user"),
@@ -234,7 +175,7 @@ async def handle_session_remove(conn: Connection, message: ClientMessage) -> Rep
 @registry.message("session.radio")
 async def handle_session_radio(conn: Connection, message: ClientMessage) -> Reply:
     state = await call_service(
-        services.session_radio_set,
+        playback.session_radio_set,
         actor=conn.principal,
         session_id=_session_id(message),
         on=message.content.get("on"),
@@ -244,5 +185,5 @@ async def handle_session_radio(conn: Connection, message: ClientMessage) -> Repl
 
 @registry.message("playback.vote_skip")
 async def handle_playback_vote_skip(conn: Connection, message: ClientMessage) -> Reply:
-    answer = await call_service(services.playback_vote_skip, actor=conn.principal, session_id=_session_id(message))
+    answer = await call_service(playback.playback_vote_skip, actor=conn.principal, session_id=_session_id(message))
     return Reply("ack", answer)
