@@ -38,6 +38,7 @@ class ApiScope(models.TextChoices):
     TRACKS_READ = "tracks:read", "Read the track catalog"
     TRACKS_WRITE = "tracks:write", "Import tracks"
     PLAYLISTS_READ = "playlists:read", "Read playlists, their history and suggestions"
+    LISTENING_READ = "listening:read", "Read listening sessions, their queues, plays and recommendations"
     ALERTS_READ = "alerts:read", "Read alerts"
 
 

@@ -15,6 +15,14 @@ class SessionMode(models.TextChoices):
     GROUP = "group", "Group"
 
 
+class SessionVisibility(models.TextChoices):
+    """``public``: listed to the tenant, anyone in it joins; ``invite``: unlisted,
+    only invited users (and past members) join."""
+
+    PUBLIC = "public", "Public"
+    INVITE = "invite", "By invitation"
+
+
 class SessionStatus(models.TextChoices):
     LIVE = "live", "Live"
     ENDED = "ended", "Ended"
@@ -24,6 +32,27 @@ class MemberRole(models.TextChoices):
     HOST = "host", "Host"
     CO_DJ = "co_dj", "Co-DJ"
     LISTENER = "listener", "Listener"
+
+
+class DeviceKind(models.TextChoices):
+    PHONE = "phone", "Phone"
+    TABLET = "tablet", "Tablet"
+    DESKTOP = "desktop", "Desktop"
+    WEB = "web", "Web player"
+    SPEAKER = "speaker", "Speaker"
+    TV = "tv", "TV"
+    CAR = "car", "Car"
+    OTHER = "other", "Other"
+
+
+class RequestStatus(models.TextChoices):
+    """An audience request's life: pending until a DJ accepts it (it joins the
+    queue) or rejects it, or its author withdraws it."""
+
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    WITHDRAWN = "withdrawn", "Withdrawn"
 
 
 class PlaybackAction(models.TextChoices):
@@ -37,6 +66,8 @@ class PlaybackAction(models.TextChoices):
 
 
 SESSION_TITLE_MAX_LENGTH = 200
+DEVICE_ID_MAX_LENGTH = 64
+DEVICE_NAME_MAX_LENGTH = 100
 # A command takes effect this long after the server applies it, so every
 # client (with its clock synchronised, realtime.client.clock) can start at the
 # same moment: above a typical mobile round trip, below what feels sluggish.

@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("chat.api.urls")),
     path("", include("playlists.api.urls")),
+    path("", include("listening.api.urls")),
 ]
 
 urlpatterns = [
