@@ -51,6 +51,7 @@ class AuditAction(models.TextChoices):
     LISTENING_MEMBER_MUTED = "listening.member.muted", "Listening session member muted"
     LISTENING_MEMBER_UNMUTED = "listening.member.unmuted", "Listening session member unmuted"
     LISTENING_MEMBER_REMOVED = "listening.member.removed", "Listening session member removed"
+    LISTENING_SESSION_ENDED = "listening.session.ended", "Listening session ended by staff"
     SYSTEM_MAINTENANCE_BROADCAST = "system.maintenance.broadcast", "Maintenance notice broadcast"
 
 

@@ -72,9 +72,35 @@ DEVICE_NAME_MAX_LENGTH = 100
 # client (with its clock synchronised, realtime.client.clock) can start at the
 # same moment: above a typical mobile round trip, below what feels sluggish.
 PLAYBACK_LEAD_MS = 300
+# How long a start waits for members whose player is buffering is the setting
+# LISTENING_START_WAIT_MS (spotify_agent/settings.py). A start's `waiting`
+# lists this many of them (and counts all): enough for a room of friends, bounded
+# for a concert.
+WAITING_MEMBERS_LISTED = 20
+# A member's player may go from ready to buffering at most once per this long:
+# a real stall lasts longer, and it bounds what a flapping player (or a script)
+# costs to about 8 writes a second. Going ready is never refused: refusing it
+# could only hold the room.
+BUFFERING_FLIP_MIN_MS = 250
 VOLUME_MAX = 100
 # Radio mode adds this many suggestions when the queue runs dry: enough for a
 # quarter of an hour, few enough that the queue stays the listeners' to shape.
 RADIO_BATCH = 5
 # Suggestions are drawn from the session's latest distinct tracks, this many.
 RADIO_SEEDS = 10
+# DJ rotation (dj mode). At three tracks a turn of some three and a half
+# minutes, fifty waiting is about nine hours of rotation: a longer list only
+# holds people who will never get on deck before the night ends.
+DJ_WAITLIST_MAX = 50
+# A turn lasts this many tracks by default (the table's default) and at most
+# DJ_TURN_TRACKS_MAX: past an hour or so a "turn" is a residency.
+DJ_TURN_TRACKS_MAX = 20
+# Audience requests (dj mode). Each listener keeps at most this many pending:
+# enough to propose a few, few enough that one fan cannot flood the DJ's list.
+REQUESTS_PENDING_PER_USER = 3
+# A session holds at most this many pending: more than a DJ reads in a night,
+# and it bounds the list every member loads.
+REQUESTS_PENDING_PER_SESSION = 200
+# The pending list answers this many by default, at most REQUESTS_LISTED_MAX.
+REQUESTS_LISTED = 50
+REQUESTS_LISTED_MAX = 200

@@ -24,4 +24,6 @@ async def call_service(function: Callable[..., Any], /, **kwargs: Any) -> Any:
     try:
         return await database_sync_to_async(function)(**kwargs)
     except DomainError as exc:
-        raise ProtocolError(exc.code, exc.message, details=exc.details) from None
+        raise ProtocolError(
+            exc.code, exc.message, details=exc.details, retry_after=getattr(exc, "retry_after", None)
+        ) from None

@@ -69,3 +69,16 @@ class Conflict(DomainError):
     code = ErrorCode.CONFLICT
     http_status = 409
     default_message = "This conflicts with the current state."
+
+
+class RateLimited(DomainError):
+    """Too often: try again in ``retry_after`` seconds (``details.retry_after``; the
+    WebSocket error frame also carries it as ``retry_after``, REST as ``Retry-After``)."""
+
+    code = ErrorCode.RATE_LIMITED
+    http_status = 429
+    default_message = "Too many requests; slow down."
+
+    def __init__(self, message: str | None = None, *, retry_after: float, details: dict[str, Any] | None = None):
+        super().__init__(message, details={**(details or {}), "retry_after": retry_after})
+        self.retry_after = retry_after

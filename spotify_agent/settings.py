@@ -513,6 +513,13 @@ SUGGESTION_SESSION_GAP_MINUTES = env_int("SUGGESTION_SESSION_GAP_MINUTES", 30, m
 # refused with conflict. Playback frames are one per command, so the bound is
 # the chat room and presence, not playback.
 LISTENING_AUDIENCE_LIMIT = env_int("LISTENING_AUDIENCE_LIMIT", 10000, minimum=2)
+# A start (play, skip, the next track) waits at most this long (ms) for members
+# whose player reports it is buffering, then goes on without them. 5 s lets a
+# phone on a weak mobile link fetch the few seconds of audio a player needs to
+# start (a couple of seconds at 96 kbps on 3G), and is about as long as a room
+# waits in silence before it feels broken. A buffering report older than this
+# holds no start (a crashed player must not stall every track).
+LISTENING_START_WAIT_MS = env_int("LISTENING_START_WAIT_MS", 5000, minimum=100)
 
 # --- Audit ----------------------------------------------------------------------
 

@@ -37,15 +37,20 @@ def user_of(actor: Principal) -> int:
 
 
 def session_locked(*, actor: Principal, session_id: int) -> ListeningSession:
-    session = (
-        ListeningSession.objects.select_for_update(of=("self",))
-        .select_related("track")
-        .filter(pk=session_id, tenant_id=actor.tenant_id)
-        .first()
-    )
+    session = _lockable().filter(pk=session_id, tenant_id=actor.tenant_id).first()
     if session is None:
         raise NotFound("No such listening session.")
     return session
+
+
+def _lockable():
+    return ListeningSession.objects.select_for_update(of=("self",)).select_related("track")
+
+
+def session_locked_by_id(session_id: int) -> ListeningSession | None:
+    """The session, locked, whatever its tenant: for the server's own jobs and staff
+    (trusted callers that got the id from the server itself); None if gone."""
+    return _lockable().filter(pk=session_id).first()
 
 
 def require_live(session: ListeningSession) -> None:
@@ -64,9 +69,12 @@ def audience_count(session: ListeningSession) -> int:
     return SessionMember.objects.filter(session=session, left_at__isnull=True).count()
 
 
-def queue_role(session: ListeningSession, member_role: str) -> str:
-    """The member's role on the queue: editors where they control playback."""
+def queue_role(session: ListeningSession, member_role: str, user_id: int | None = None) -> str:
+    """The member's role on the queue: editors where they control playback (in dj
+    mode the host, co-DJs and ``user_id`` when it is the DJ on deck)."""
     if session.mode == SessionMode.GROUP or member_role in (MemberRole.HOST, MemberRole.CO_DJ):
+        return CollaboratorRole.EDITOR
+    if user_id is not None and user_id == session.dj_id:
         return CollaboratorRole.EDITOR
     return CollaboratorRole.VIEWER
 
@@ -78,7 +86,7 @@ def queue_grant(session: ListeningSession, member: SessionMember) -> None:
     PlaylistCollaborator.objects.update_or_create(
         playlist_id=session.queue_id,
         user_id=member.user_id,
-        defaults={"tenant_id": session.tenant_id, "role": queue_role(session, member.role)},
+        defaults={"tenant_id": session.tenant_id, "role": queue_role(session, member.role, member.user_id)},
     )
 
 
@@ -101,6 +109,10 @@ def state_payload(session: ListeningSession, *, action: str = "state", by: int |
 
 
 def controls_playback(session: ListeningSession, member: SessionMember) -> bool:
+    """Anyone unmuted in group mode; in dj mode the host, co-DJs and the DJ on deck
+    (``session.dj``, from the wait list: ``listening.services.djs``)."""
     if member.muted_at is not None:
         return False
-    return session.mode == SessionMode.GROUP or member.role in (MemberRole.HOST, MemberRole.CO_DJ)
+    if session.mode == SessionMode.GROUP or member.role in (MemberRole.HOST, MemberRole.CO_DJ):
+        return True
+    return session.dj_id is not None and member.user_id == session.dj_id

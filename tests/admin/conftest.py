@@ -15,7 +15,7 @@ from accounts.services.api_clients import api_client_create
 from audit.constants import AuditAction
 from audit.services import Actor, RequestContext, audit_record
 from chat.models import Attachment, BlockedWord, Message, Room, RoomBan, RoomInvitation, RoomMember
-from listening.models import ListeningSession, SessionMember
+from listening.models import Device, ListeningSession, SessionInvite, SessionMember, TrackRequest
 from playlists.constants import CollaboratorRole, PlaylistKind, SimilarityKind
 from playlists.models import (
     Playlist,
@@ -113,6 +113,11 @@ def make_rows(*, tag: str) -> dict[type, object]:
         SessionMember: SessionMember.objects.create(
             tenant=tenant, session=listening, user=user, role="host", joined_at=timezone.now()
         ),
+        Device: Device.objects.create(
+            tenant=tenant, user=user, device_id=f"phone-{tag}", name=f"Phone {tag}", last_seen_at=timezone.now()
+        ),
+        TrackRequest: TrackRequest.objects.create(tenant=tenant, session=listening, track=track, requested_by=user),
+        SessionInvite: SessionInvite.objects.create(tenant=tenant, session=listening, user=user, invited_by=user),
         PlaylistOp: PlaylistOp.objects.create(
             tenant=tenant, playlist=playlist, revision=1, base_revision=0, actor=user, client_op_id=tag, ops=[]
         ),

@@ -22,29 +22,11 @@ from listening.services.sessions import (
 from playlists.constants import CollaboratorRole, PlaylistKind
 from playlists.models import PlaylistItem
 from playlists.selectors import playlists_for_user
-from playlists.services.editing import playlist_apply_op
 from playlists.services.sharing import share_link_create
 from spotify_agent.errors import Conflict, Forbidden, Invalid, NotFound
+from tests.listening.support import command, enqueue
 
 pytestmark = pytest.mark.django_db
-
-
-def enqueue(actor, session, *tracks):
-    session.queue.refresh_from_db()
-    return playlist_apply_op(
-        actor=actor,
-        playlist_id=session.queue_id,
-        base_revision=session.queue.revision,
-        op={"op": "batch", "ops": [{"op": "insert", "index": i, "track": t.pk} for i, t in enumerate(tracks)]},
-        client_op_id=f"q-{session.queue.revision}-{tracks[0].pk}",
-    )
-
-
-def command(actor, session, action, **extra):
-    session.refresh_from_db()
-    return playback_command(
-        actor=actor, session_id=session.pk, action=action, base_revision=session.playback_revision, **extra
-    )
 
 
 def queued(session) -> list[int]:

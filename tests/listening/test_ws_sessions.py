@@ -16,35 +16,12 @@ from listening.constants import SessionMode
 from listening.services.sessions import member_mute, member_remove, session_create
 from playlists.models import Track
 from playlists.services.editing import playlist_apply_op
-from realtime.client import BackoffPolicy, HubClient, HubError
+from realtime.client import HubError
 from realtime.client.clock import clock_sync
 from realtime.client.playback import position_report
-from tests.realtime.client_support import RecordingTokens
+from tests.listening.support import client_for, next_frame, next_state
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-FAST_BACKOFF = BackoffPolicy(base=0.1, cap=0.5, stable_after=1.0, throttled_floor=0.0)
-
-
-def client_for(url: str, user) -> HubClient:
-    return HubClient(url, token_provider=RecordingTokens(user), backoff=FAST_BACKOFF)
-
-
-async def next_frame(client: HubClient, kind: str, timeout: float = 10.0) -> dict:
-    async with asyncio.timeout(timeout):
-        async for frame in client.events():
-            if frame["type"] == kind:
-                return frame
-    raise AssertionError("events() ended")
-
-
-async def next_state(client: HubClient, *, revision: int, timeout: float = 15.0) -> dict:
-    """The first ``playback.state`` at ``revision`` or later."""
-    async with asyncio.timeout(timeout):
-        async for frame in client.events():
-            if frame["type"] == "playback.state" and frame["content"]["revision"] >= revision:
-                return frame["content"]
-    raise AssertionError("events() ended")
 
 
 @pytest.fixture
