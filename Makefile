@@ -22,7 +22,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	ALLOWED_HOSTS=127.0.0.1,localhost,testserver SECURE_SSL_REDIRECT=0 CACHE_KEY_PREFIX=test \
 	CHANNEL_LAYER_PREFIX=test-asgi FANOUT_CHANNEL_PREFIX=test-fanout LOG_LEVEL=WARNING WS_ALLOWED_ORIGINS=http://127.0.0.1:8000,https://app.example.com
 
-.PHONY: run test install migrate seed lint format worker beat flower clean
+.PHONY: run test install migrate seed demo lint format worker beat flower clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ seed: migrate
 # seed_demo prints the URLs of the admin, API docs and WebSocket and the credentials.
 run: seed
 	DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
+
+# With `make run` going in another terminal: a DJ session for two listeners,
+# their positions measured against the server's (realtime/client/demo.py).
+demo: install
+	$(PY) -m realtime.client dj-demo --url http://$(HOST):$(PORT) --password $(DEMO_PASSWORD)
 
 test: install
 	$(TEST_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0

@@ -1,8 +1,9 @@
-"""``python -m realtime.client``: a terminal chat, a playlist editor and a connectivity check.
+"""``python -m realtime.client``: a terminal chat, a playlist editor, a DJ session demo and a connectivity check.
 
     python -m realtime.client ping --url http://127.0.0.1:8000 --username alice
     python -m realtime.client chat --url http://127.0.0.1:8000 --username alice --room 3 [--resume-file alice.seq]
     python -m realtime.client playlist --url http://127.0.0.1:8000 --username alice --playlist 1
+    python -m realtime.client dj-demo --url http://127.0.0.1:8000 [--host alice --listeners bob carol]
 
 The password comes from ``--password``, else the ``HUB_PASSWORD`` environment
 variable, else a prompt. ``chat`` prints each message as ``[seq] user: body``
@@ -16,6 +17,12 @@ stdin: ``add <track id> [index]`` (default: at the end), ``rm <index>``,
 ``mv <index> <new index>``, ``title <text>``, ``revert <revision>``, ``list``.
 Indexes are the positions printed; edits made meanwhile by others are merged
 by the server.
+
+``dj-demo`` (``realtime.client.demo``) hosts a DJ session for two listeners
+whose clocks are set wrong on purpose, prints how far each one hears the track
+from where the server says it is, and exits 1 if one strays past ``--bound-ms``
+(50) or the queue does not advance on its own. Every account uses the one
+password.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .demo import DEFAULT_BOUND_MS, dj_demo
 from .hub import CLIENT_CONNECTED, CLIENT_DISCONNECTED, CLIENT_RESUMED, CLIENT_ROOM_LOST, HubClient, HubClosed, HubError
 from .playlist import PlaylistSession
 from .tokens import AuthenticationFailed, PasswordTokenProvider
@@ -268,12 +276,31 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--resume-file", help="file keeping the last seq seen, to resume after a restart")
         if name == "playlist":
             command.add_argument("--playlist", required=True, type=int, help="the playlist id")
+    demo = commands.add_parser("dj-demo", help="a DJ session with two listeners, their positions measured")
+    demo.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default: %(default)s)")
+    demo.add_argument("--host", default="alice", help="the DJ (default: %(default)s)")
+    demo.add_argument("--listeners", nargs=2, default=["bob", "carol"], help="two listeners (default: bob carol)")
+    demo.add_argument("--password", help="every account's password; default: $HUB_PASSWORD, else a prompt")
+    demo.add_argument("--bound-ms", type=float, default=DEFAULT_BOUND_MS, help="agreement bound (default: 50)")
     return parser
+
+
+async def _dj_demo(args: argparse.Namespace) -> int:
+    password = args.password or os.environ.get("HUB_PASSWORD") or getpass.getpass("Password of the demo accounts: ")
+    report = await dj_demo(
+        args.url,
+        password=password,
+        host=args.host,
+        listeners=tuple(args.listeners),
+        bound_ms=args.bound_ms,
+        out=_out,
+    )
+    return 0 if report.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    run = {"ping": _ping, "chat": _chat, "playlist": _playlist}[args.command]
+    run = {"ping": _ping, "chat": _chat, "playlist": _playlist, "dj-demo": _dj_demo}[args.command]
     try:
         return asyncio.run(run(args))
     except (AuthenticationFailed, HubClosed, HubError) as exc:
