@@ -22,6 +22,9 @@ class Tenant(models.Model):
     name = models.CharField(max_length=200)
     tier = models.CharField(max_length=20, choices=TenantTier.choices, default=TenantTier.FREE)
     status = models.CharField(max_length=20, choices=TenantStatus.choices, default=TenantStatus.ACTIVE)
+    # The language of what the tenant's users are sent when a template has none
+    # in their own (notifications fall back to English after it).
+    locale = models.CharField(max_length=16, default="en")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
