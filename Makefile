@@ -60,7 +60,7 @@ format: install
 	$(VENV)/bin/ruff format .
 
 worker: install
-	$(PY) -m celery -A spotify_agent worker -Q default,notifications,compliance -l INFO
+	$(PY) -m celery -A spotify_agent worker -Q notifications_critical,default,notifications,compliance -l INFO
 
 beat: install
 	$(PY) -m celery -A spotify_agent beat -l INFO --schedule var/celerybeat-schedule

@@ -53,6 +53,9 @@ class AuditAction(models.TextChoices):
     LISTENING_MEMBER_REMOVED = "listening.member.removed", "Listening session member removed"
     LISTENING_SESSION_ENDED = "listening.session.ended", "Listening session ended by staff"
     SYSTEM_MAINTENANCE_BROADCAST = "system.maintenance.broadcast", "Maintenance notice broadcast"
+    NOTIFICATION_SENT = "notification.sent", "Notification sent"
+    NOTIFICATION_DELIVERY_RETRIED = "notification.delivery.retried", "Dead-lettered notification delivery retried"
+    NOTIFICATION_DEVICE_DISABLED = "notification.device.disabled", "Push subscription or token disabled by staff"
 
 
 # The GENESIS hash every chain starts from.

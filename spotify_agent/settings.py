@@ -249,6 +249,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = (
     Queue("default", Exchange("default"), routing_key="default"),
     Queue("notifications", Exchange("notifications"), routing_key="notifications"),
+    # CRITICAL notifications (RoutingRule.queue): never behind a backlog of others.
+    Queue("notifications_critical", Exchange("notifications_critical"), routing_key="notifications_critical"),
     Queue("compliance", Exchange("compliance"), routing_key="compliance"),
 )
 CELERY_TASK_ROUTES = {
@@ -279,6 +281,16 @@ CELERY_BEAT_SCHEDULE = {
     "playlists-rebuild-suggestions": {
         "task": "playlists.tasks.suggestions_rebuild_all",
         "schedule": timedelta(hours=6),
+    },
+    # Re-dispatches deliveries whose publish was lost or whose worker died (outbox relay).
+    "notifications-relay-deliveries": {
+        "task": "notifications.tasks.deliveries_relay",
+        "schedule": timedelta(minutes=1),
+    },
+    # Digest windows close on the minute at the finest.
+    "notifications-send-due-digests": {
+        "task": "notifications.tasks.digests_send_due",
+        "schedule": timedelta(minutes=1),
     },
 }
 
@@ -520,6 +532,76 @@ LISTENING_AUDIENCE_LIMIT = env_int("LISTENING_AUDIENCE_LIMIT", 10000, minimum=2)
 # waits in silence before it feels broken. A buffering report older than this
 # holds no start (a crashed player must not stall every track).
 LISTENING_START_WAIT_MS = env_int("LISTENING_START_WAIT_MS", 5000, minimum=100)
+
+# --- Notifications (notifications, docs/api.md "Notifications", docs/operations.md) ---
+
+# Delivery (notifications.services.delivery). A retryable failure waits a random
+# time between 1 s and min(MAX, BASE * 2**(attempt-1)) ("full jitter": retries of
+# many deliveries that failed together spread out instead of hitting the
+# recovering service at once), or the provider's Retry-After when longer.
+# 8 attempts at base 30 s and cap 1 h span up to about 2 hours, long enough to
+# ride out a provider's incident; then the delivery is dead-lettered.
+NOTIFICATION_RETRY_BASE_SECONDS = env_float("NOTIFICATION_RETRY_BASE_SECONDS", 30.0)
+NOTIFICATION_RETRY_MAX_SECONDS = env_float("NOTIFICATION_RETRY_MAX_SECONDS", 3600.0)
+NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 8, minimum=1)
+# The relay (beat, every minute) re-dispatches a queued delivery this long past
+# its due time: the after-commit publish of a process that died, or a task lost
+# by the broker. Two minutes leave a busy queue time to reach it first.
+NOTIFICATION_RELAY_GRACE_SECONDS = env_int("NOTIFICATION_RELAY_GRACE_SECONDS", 120, minimum=10)
+# A delivery "sending" for longer than this lost its worker mid-call: the relay
+# sends it again (it may have gone out: at-least-once, docs/operations.md).
+# Well above the slowest provider call (timeouts of 10 s per socket operation).
+NOTIFICATION_SENDING_TIMEOUT_SECONDS = env_int("NOTIFICATION_SENDING_TIMEOUT_SECONDS", 300, minimum=10)
+
+# Email (notifications.providers.email): Django's backends. Without DEBUG the
+# SMTP backend; the embedded default prints messages to the console.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Seconds per socket operation: a stalled SMTP server must not hold a worker.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "notifications@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# SMS (notifications.providers.sms): Twilio's Messages API shape. No account
+# SID: the SMS channel is off (nobody is reachable on it).
+SMS_API_BASE_URL = env_str("SMS_API_BASE_URL", "https://api.twilio.com")
+SMS_ACCOUNT_SID = env_str("SMS_ACCOUNT_SID", "")
+SMS_AUTH_TOKEN = env_str("SMS_AUTH_TOKEN", "")
+SMS_FROM = env_str("SMS_FROM", "")
+SMS_MESSAGING_SERVICE_SID = env_str("SMS_MESSAGING_SERVICE_SID", "")
+# Seconds per socket operation (connect, each read) of one request.
+SMS_TIMEOUT = env_float("SMS_TIMEOUT", 10.0)
+
+# Push providers (notifications.providers.webpush and .mobile; docs/operations.md
+# "Push providers"). A service whose credentials are unset answers a permanent
+# "not configured" error for its targets.
+# Seconds per socket operation of one push request (and of FCM's token request):
+# push services answer in well under a second, and a stalled one must not hold a worker.
+PUSH_HTTP_TIMEOUT = env_float("PUSH_HTTP_TIMEOUT", 10.0)
+# Web Push: the VAPID private key (base64url raw or DER, PEM text, or a PEM file's
+# path; `manage.py webpush_vapid_keys` makes one) and the contact push services
+# may use (mailto: or https:).
+WEBPUSH_VAPID_PRIVATE_KEY = env_str("WEBPUSH_VAPID_PRIVATE_KEY", "")
+WEBPUSH_VAPID_SUBJECT = env_str("WEBPUSH_VAPID_SUBJECT", "")
+# FCM HTTP v1: the Firebase project and its service account's JSON key file.
+FCM_BASE_URL = env_str("FCM_BASE_URL", "https://fcm.googleapis.com")
+FCM_PROJECT_ID = env_str("FCM_PROJECT_ID", "")
+FCM_SERVICE_ACCOUNT_FILE = env_str("FCM_SERVICE_ACCOUNT_FILE", "")
+# APNs over HTTP/2 with a token (.p8) key. Sandbox: https://api.sandbox.push.apple.com.
+# APNS_CA_FILE: a CA bundle to verify the server with instead of the system's.
+APNS_BASE_URL = env_str("APNS_BASE_URL", "https://api.push.apple.com")
+APNS_KEY_FILE = env_str("APNS_KEY_FILE", "")
+APNS_KEY_ID = env_str("APNS_KEY_ID", "")
+APNS_TEAM_ID = env_str("APNS_TEAM_ID", "")
+APNS_TOPIC = env_str("APNS_TOPIC", "")
+APNS_CA_FILE = env_str("APNS_CA_FILE", "")
 
 # --- Audit ----------------------------------------------------------------------
 

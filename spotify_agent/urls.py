@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("chat.api.urls")),
     path("", include("playlists.api.urls")),
     path("", include("listening.api.urls")),
+    path("", include("notifications.api.urls")),
 ]
 
 urlpatterns = [

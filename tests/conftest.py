@@ -220,7 +220,7 @@ def celery_worker(django_db_setup, tmp_path_factory):
                 "spotify_agent",
                 "worker",
                 "-Q",
-                "default,notifications,compliance",
+                "notifications_critical,default,notifications,compliance",
                 "-c",
                 "2",
                 "-P",

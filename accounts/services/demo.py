@@ -43,6 +43,7 @@ from django.utils import timezone
 import playlists
 from chat.constants import RoomKind, RoomRole
 from chat.models import Room, RoomMember
+from notifications.templates import templates_load
 from playlists.constants import CollaboratorRole, Visibility
 from playlists.models import Playlist, Track, TrackPlay
 from playlists.services.editing import playlist_apply_op
@@ -218,6 +219,9 @@ def demo_seed(*, password: str | None = None) -> DemoSeedResult:
     )
     for username, moods in LISTENING_MOODS.items():
         _mood_playlists(result, user=users[username], tracks=tracks, moods=moods)
+    # The platform's notification templates (en, fr), so demo sends can use them.
+    loaded = templates_load()
+    result.count("notification templates", loaded.created)
     # The suggestion model learns from what was just written, once it is committed.
     suggestions_rebuild_task.delay_on_commit(tenants["demo"].pk)
     return result

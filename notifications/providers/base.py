@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 
@@ -36,6 +37,8 @@ class Message:
     body: str
     html: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    # When the notification was sent (aware, UTC); None only in hand-built messages.
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,17 @@ class SendResult:
     provider_message_id: str = ""
     # The provider confirmed arrival (not only acceptance), e.g. the socket layer.
     delivered: bool = False
+    # This target refused while others of the same message took it (a gone
+    # subscription among live ones): the caller disables it if ``target_gone``.
+    # None: the target took the message.
+    error: ProviderError | None = None
 
 
 class ProviderError(Exception):
+    """No target took the message. ``failures``: each target's own error when there
+    were several (one gone, one down), so the caller can still disable the gone
+    ones; empty when this error is the only one."""
+
     def __init__(
         self,
         message: str,
@@ -65,12 +76,14 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         target_gone: bool = False,
         target: Target | None = None,
+        failures: list[ProviderError] | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.target_gone = target_gone
         self.target = target
+        self.failures = failures or []
 
 
 class Provider(ABC):

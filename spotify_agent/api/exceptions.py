@@ -60,6 +60,11 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "type_mismatch": (415, "The file's content disagrees with its declared type (details.declared, details.detected)."),
     "locked_out": (429, "Too many failed logins; details.retry_after gives the seconds to wait."),
     "rate_limited": (429, "Too many requests; details.retry_after gives the seconds to wait."),
+    "backlog_full": (
+        429,
+        "Too many notifications of the tenant are waiting to be delivered; "
+        "details.retry_after gives the seconds to wait.",
+    ),
     "server_error": (500, "An unexpected error; it has been logged."),
 }
 

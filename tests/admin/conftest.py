@@ -16,6 +16,17 @@ from audit.constants import AuditAction
 from audit.services import Actor, RequestContext, audit_record
 from chat.models import Attachment, BlockedWord, Message, Room, RoomBan, RoomInvitation, RoomMember
 from listening.models import Device, ListeningSession, SessionInvite, SessionMember, TrackRequest
+from notifications.models import (
+    Delivery,
+    MobileToken,
+    Notification,
+    NotificationPreference,
+    NotificationSettings,
+    NotificationTemplate,
+    RoutingRule,
+    WebPushSubscription,
+)
+from notifications.services.sending import send_notification
 from playlists.constants import CollaboratorRole, PlaylistKind, SimilarityKind
 from playlists.models import (
     Playlist,
@@ -68,6 +79,9 @@ def make_rows(*, tag: str) -> dict[type, object]:
     listening = ListeningSession.objects.create(
         tenant=tenant, host=user, title=f"Session {tag}", queue=queue, room=room, audience_limit=10
     )
+    notification = send_notification(
+        tenant_id=tenant.pk, title="Hello", category="news", recipients={"users": [user.pk]}
+    ).notification
     event = audit_record(
         action=AuditAction.LOGIN_SUCCEEDED,
         actor=Actor.user(user),
@@ -141,6 +155,24 @@ def make_rows(*, tag: str) -> dict[type, object]:
         AccessAttempt: AccessAttempt.objects.create(**access, get_data="", post_data="", failures_since_start=1),
         AccessLog: AccessLog.objects.create(**access),
         AccessFailureLog: AccessFailureLog.objects.create(**access),
+        # Notifications: sends, routing, templates, preferences.
+        Notification: notification,
+        RoutingRule: RoutingRule.objects.get(priority="normal"),
+        NotificationTemplate: NotificationTemplate.objects.create(
+            tenant=tenant, key=f"admin.{tag}", locale="en", subject="Hi {{ name }}", body_text="Hello {{ name }}"
+        ),
+        NotificationPreference: NotificationPreference.objects.create(
+            tenant=tenant, user=user, category="*", channel="email", enabled=True
+        ),
+        NotificationSettings: NotificationSettings.objects.create(tenant=tenant, user=user, digest_minutes=30),
+        # Notifications: deliveries and devices.
+        Delivery: Delivery.objects.create(
+            tenant=tenant, notification=notification, user=user, channel="sms", status="failed", last_error="SMS 500"
+        ),
+        WebPushSubscription: WebPushSubscription.objects.create(
+            tenant=tenant, user=user, endpoint=f"https://push.example.com/{tag}", p256dh="key", auth="secret"
+        ),
+        MobileToken: MobileToken.objects.create(tenant=tenant, user=user, platform="fcm", token=f"token-{tag}"),
     }
 
 

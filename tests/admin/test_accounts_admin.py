@@ -49,10 +49,12 @@ def test_tenant_change_is_audited(superuser_client, superuser, tenant):
 
 def test_tenant_add_and_delete_are_audited(superuser_client):
     response = superuser_client.post(
-        reverse("admin:accounts_tenant_add"), {"slug": "initech", "name": "Initech", "tier": "pro", "status": "active"}
+        reverse("admin:accounts_tenant_add"),
+        {"slug": "initech", "name": "Initech", "tier": "pro", "status": "active", "locale": "fr"},
     )
     assert response.status_code == 302
     tenant = Tenant.objects.get(slug="initech")
+    assert tenant.locale == "fr"
 
     response = superuser_client.post(reverse("admin:accounts_tenant_delete", args=[tenant.pk]), {"post": "yes"})
 

@@ -23,7 +23,12 @@ def test_configuration_is_as_specified():
     assert conf.task_serializer == conf.result_serializer == "json"
     assert list(conf.accept_content) == ["json"]
     assert conf.task_default_queue == "default"
-    assert {queue.name for queue in conf.task_queues} == {"default", "notifications", "compliance"}
+    assert {queue.name for queue in conf.task_queues} == {
+        "default",
+        "notifications",
+        "notifications_critical",
+        "compliance",
+    }
     assert conf.broker_transport_options["visibility_timeout"] == settings.CELERY_VISIBILITY_TIMEOUT
     assert conf.task_always_eager is (not settings.REDIS_URL)
 

@@ -95,7 +95,7 @@ def test_compose_runs_every_process_on_healthy_dependencies():
     assert services["migrate"]["command"][-3:] == ["manage.py", "migrate", "--noinput"]
     assert "--proxy-headers" in services["web"]["command"]
     assert services["worker"]["command"][services["worker"]["command"].index("--queues") + 1] == (
-        "default,notifications,compliance"
+        "notifications_critical,default,notifications,compliance"
     )
     env = compose["x-common-env"]
     assert env["DEBUG"] == "0"
@@ -141,12 +141,36 @@ def test_promtool_accepts_the_prometheus_config(tmp_path):
     config = tmp_path / "prometheus.yml"
     source = (ROOT / "monitoring" / "prometheus" / "prometheus.yml").read_text()
     config.write_text(source.replace("/run/secrets/metrics_token", str(token)))
+    # Its rule files are found next to it.
+    (tmp_path / "alerts.yml").write_text((ROOT / "monitoring" / "prometheus" / "alerts.yml").read_text())
 
     proc = subprocess.run(
         ["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60, check=False
     )
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None and not IN_CI, reason="promtool is not installed")
+def test_alert_rules_pass_their_promtool_tests():
+    proc = subprocess.run(
+        ["promtool", "test", "rules", "alerts_test.yml"],
+        cwd=ROOT / "monitoring" / "prometheus",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_compose_mounts_the_alert_rules_prometheus_loads():
+    config = yaml.safe_load((ROOT / "monitoring" / "prometheus" / "prometheus.yml").read_text())
+    volumes = load_compose()["services"]["prometheus"]["volumes"]
+
+    for name in config["rule_files"]:
+        assert f"./monitoring/prometheus/{name}:/etc/prometheus/{name}:ro" in volumes
 
 
 def compose_command() -> list[str] | None:
