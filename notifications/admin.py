@@ -14,13 +14,16 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.template import TemplateSyntaxError
-from django.urls import NoReverseMatch, reverse
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from accounts.models import Tenant
 from spotify_agent.admin import AuditedModelAdmin
-from spotify_agent.errors import Conflict, NotFound
+from spotify_agent.errors import Conflict, Invalid, NotFound
 
 from .constants import Channel
 from .models import (
@@ -33,6 +36,7 @@ from .models import (
     RoutingRule,
     WebPushSubscription,
 )
+from .selectors import ANALYTICS_MAX_DAYS, analytics_range, analytics_rows
 from .services.delivery import delivery_retry, device_disable
 from .templates import compile_check, render_row
 
@@ -200,11 +204,58 @@ class _DeliveryStaffAdmin(AuditedModelAdmin):
         return False
 
 
+class AnalyticsForm(forms.Form):
+    """The analytics page's filters: a tenant (blank: every tenant) and a range."""
+
+    tenant = forms.ModelChoiceField(
+        queryset=Tenant.objects.order_by("slug"), required=False, empty_label="Every tenant"
+    )
+    since = forms.DateTimeField(required=False, help_text="Default: 24 hours before the end.")
+    until = forms.DateTimeField(required=False, help_text=f"Default: now. At most {ANALYTICS_MAX_DAYS} days in all.")
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(_DeliveryStaffAdmin):
     """Every delivery and its fate; the failed ones are the dead letters, which
     staff put back in the queue with "Retry" (``delivery_retry``: attempts reset,
-    audited, published again)."""
+    audited, published again). "Analytics" shows the rates and latencies the REST
+    API's ``/notifications/analytics/`` gives a tenant, for one tenant or all."""
+
+    change_list_template = "admin/notifications/delivery/change_list.html"
+
+    def get_urls(self):
+        analytics = path(
+            "analytics/",
+            self.admin_site.admin_view(self.analytics_view),
+            name="notifications_delivery_analytics",
+        )
+        return [analytics, *super().get_urls()]
+
+    def analytics_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        # Unfiltered, the page shows every tenant's last 24 hours.
+        form = AnalyticsForm(request.GET)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Delivery analytics",
+            "form": form,
+            "window": None,
+        }
+        if form.is_valid():
+            try:
+                window = analytics_range(form.cleaned_data["since"], form.cleaned_data["until"])
+            except Invalid as exc:
+                form.add_error(None, exc.message)
+            else:
+                tenant = form.cleaned_data["tenant"]
+                context.update(
+                    window=window,
+                    tenant=tenant,
+                    rows=analytics_rows(tenant_id=tenant.pk if tenant else None, window=window),
+                )
+        return TemplateResponse(request, "admin/notifications/delivery/analytics.html", context)
 
     list_display = (
         "id",

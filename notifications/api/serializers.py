@@ -79,6 +79,35 @@ class NotificationStatusOutputSerializer(NotificationOutputSerializer):
     recipients_truncated = serializers.BooleanField()
 
 
+class LatencyOutputSerializer(serializers.Serializer):
+    p50 = serializers.FloatField()
+    p90 = serializers.FloatField()
+    p99 = serializers.FloatField()
+
+
+class AnalyticsRowOutputSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    priority = serializers.ChoiceField(choices=Priority.choices)
+    total = serializers.IntegerField(help_text="Deliveries created in the range.")
+    sent = serializers.IntegerField(help_text="Taken by the provider (sent_at set), whatever happened after.")
+    delivered = serializers.IntegerField(help_text="Confirmed arrived (WebSocket acks, providers that tell).")
+    read = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="Dead-lettered.")
+    sent_rate = serializers.FloatField(help_text="sent / total, 0..1; the other rates likewise.")
+    delivered_rate = serializers.FloatField()
+    read_rate = serializers.FloatField()
+    failed_rate = serializers.FloatField()
+    latency_ms = LatencyOutputSerializer(
+        allow_null=True, help_text="Creation to sent, in ms, over the sent ones; null when none was sent."
+    )
+
+
+class AnalyticsOutputSerializer(serializers.Serializer):
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    rows = AnalyticsRowOutputSerializer(many=True, help_text="Per channel and priority, those with deliveries.")
+
+
 class InboxItemOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="notification_id")
     title = serializers.CharField()

@@ -7,6 +7,7 @@ from . import views
 
 urlpatterns = [
     path("notifications/", views.NotificationSendView.as_view(), name="notifications"),
+    path("notifications/analytics/", views.NotificationAnalyticsView.as_view(), name="notifications-analytics"),
     path("notifications/<uuid:notification_id>/", views.NotificationStatusView.as_view(), name="notification"),
     path("me/notifications/", views.InboxView.as_view(), name="me-notifications"),
     path("me/notifications/unread-count/", views.UnreadCountView.as_view(), name="me-notifications-unread-count"),

@@ -23,10 +23,17 @@ from spotify_agent.api.schema import ErrorResponseSerializer, error_responses
 from spotify_agent.api.views import TenantScopedMixin
 
 from ..models import NotificationRecipient
-from ..selectors import notification_status, notifications_for_user, unread_count
+from ..selectors import (
+    ANALYTICS_MAX_DAYS,
+    notification_status,
+    notifications_analytics,
+    notifications_for_user,
+    unread_count,
+)
 from ..services import inbox, preferences
 from ..services.sending import SEND_ROLE, SEND_SCOPE, send_notification
 from .serializers import (
+    AnalyticsOutputSerializer,
     InboxItemOutputSerializer,
     InboxQueryInputSerializer,
     MobileTokenInputSerializer,
@@ -127,6 +134,30 @@ class NotificationStatusView(TenantScopedMixin, APIView):
         body["recipients_status"] = RecipientStatusOutputSerializer(result.recipients, many=True).data
         body["recipients_truncated"] = result.truncated
         return Response(body)
+
+
+class NotificationAnalyticsView(TenantScopedMixin, APIView):
+    required_role = Role.ADMIN
+    required_scope = ApiScope.NOTIFICATIONS_READ
+
+    @extend_schema(
+        operation_id="notifications_analytics",
+        summary="Sent, delivered, read and failed rates and delivery latency per channel and priority "
+        "(tenant admins; API clients with `notifications:read`)",
+        parameters=[
+            OpenApiParameter("since", str, required=False, description="ISO 8601; default: 24 hours before `until`."),
+            OpenApiParameter(
+                "until", str, required=False, description=f"ISO 8601; default: now. At most {ANALYTICS_MAX_DAYS} days."
+            ),
+        ],
+        responses={200: AnalyticsOutputSerializer, **error_responses(400, 401, 403, 429)},
+        tags=TAGS,
+    )
+    def get(self, request):
+        result = notifications_analytics(
+            actor=self.principal, since=request.query_params.get("since"), until=request.query_params.get("until")
+        )
+        return Response(AnalyticsOutputSerializer(result).data)
 
 
 # --- The caller's own ------------------------------------------------------------------
