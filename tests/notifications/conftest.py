@@ -10,6 +10,7 @@ from accounts.services.api_clients import api_client_authenticate, api_client_cr
 from accounts.services.tokens import principal_for_user, token_pair_issue
 from audit.services import Actor
 from tests.factories import UserFactory
+from tests.notifications.workers import queue, services  # noqa: F401  (fixtures of the worker tests)
 
 
 @pytest.fixture(autouse=True)
