@@ -116,3 +116,40 @@ async def test_websocket_accepts_a_demo_token_and_refuses_a_forged_one(embedded_
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 4401
+
+
+def _api(base: str, path: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://{base}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_notification_goes_out_inline_and_lands_in_the_inbox(embedded_server):
+    # Tasks run inline on the embedded default: the send answers once delivered.
+    alice = _token(embedded_server, "alice")
+    status, sent = _api(
+        embedded_server,
+        "/api/v1/notifications/",
+        alice,
+        {
+            "template_key": "playlist.track_added",
+            "context": {"actor": "Alice", "track": "Song", "playlist": "Friday Mix"},
+            "category": "playlists",
+            "priority": "critical",
+            "recipients": {"tenant": True},
+        },
+    )
+    assert status == 201, sent
+    status, report = _api(embedded_server, f"/api/v1/notifications/{sent['id']}/", alice)
+    assert status == 200 and report["deliveries_by_status"]["websocket"] == {"sent": report["recipient_count"]}
+    status, inbox = _api(embedded_server, "/api/v1/me/notifications/", _token(embedded_server, "bob"))
+    assert status == 200 and inbox["results"][0]["title"] == "New track in Friday Mix"
+    status, analytics = _api(embedded_server, "/api/v1/notifications/analytics/", alice)
+    assert status == 200 and any(row["latency_ms"] for row in analytics["rows"])
