@@ -1,8 +1,7 @@
 """Notifications: sends, inboxes, routing, deliveries over five channels.
 
-``ready`` registers the WebSocket provider's ``notification`` event handler on
-the hub's registry (the hub imports only ``<app>.handlers``) and the delivery
-metrics collector (``notifications.metrics``).
+``ready`` registers the delivery metrics collector (``notifications.metrics``);
+the hub imports ``notifications.handlers`` itself.
 """
 
 from django.apps import AppConfig
@@ -15,7 +14,6 @@ class NotificationsConfig(AppConfig):
         from prometheus_client import REGISTRY
 
         from .metrics import DeliveryCollector
-        from .providers import websocket  # noqa: F401 (registers the "notification" event)
 
         # Once per process: ready() may run again in tests that reload apps.
         if not getattr(NotificationsConfig, "_collector_registered", False):

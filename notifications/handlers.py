@@ -7,8 +7,10 @@
   notification read; answers ``ack`` {notification, unread} or {read, unread}.
 - ``notification.unread`` {}: answers ``ack`` {unread}.
 
-The server → client ``notification`` frame is sent by the WebSocket provider
-(``notifications.providers``). docs/protocol.md, "Notifications".
+The server → client ``notification`` frame: the WebSocket provider
+(``notifications.providers.websocket``) sends a ``notification`` event to the
+user's group, and ``handle_notification_event`` forwards it to each socket.
+docs/protocol.md, "Notifications".
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import uuid
 from typing import Any
 
 from realtime.calls import call_service
-from realtime.protocol import ClientMessage, Reply, invalid_field
+from realtime.protocol import ClientMessage, Reply, envelope, invalid_field
 from realtime.registry import Connection, registry
 
+from .providers.websocket import EVENT_TYPE
 from .selectors import unread_count
 from .services.inbox import notification_ack, notification_read, notifications_read_all
 
@@ -58,3 +61,9 @@ async def handle_notification_read(conn: Connection, message: ClientMessage) -> 
 @registry.message("notification.unread")
 async def handle_notification_unread(conn: Connection, message: ClientMessage) -> Reply:
     return Reply(content={"unread": await call_service(unread_count, actor=conn.principal)})
+
+
+@registry.event(EVENT_TYPE)
+async def handle_notification_event(conn: Connection, event: dict) -> None:
+    """Forward a notification sent to the user's group to this socket."""
+    await conn.send_frame(envelope(EVENT_TYPE, event.get("content", {})))

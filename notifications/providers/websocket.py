@@ -1,10 +1,8 @@
 """The WebSocket channel: every open socket of the user, through the channel layer.
 
 The provider sends one ``notification`` event to the user's group
-(``realtime.groups.user_group``); the event handler registered here, on the
-hub's registry, forwards it to each socket as the ``notification`` frame
-(docs/protocol.md, "Notifications"). ``NotificationsConfig.ready`` imports this
-module so the handler is registered in every server process.
+(``realtime.groups.user_group``); ``notifications.handlers`` forwards it to
+each socket as the ``notification`` frame (docs/protocol.md, "Notifications").
 
 The channel layer is best effort (it drops messages of a socket over capacity),
 so a delivery handed to it is ``sent``, never ``delivered``: it becomes
@@ -21,8 +19,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from realtime.groups import user_group
-from realtime.protocol import envelope, timestamp
-from realtime.registry import Connection, registry
+from realtime.protocol import timestamp
 
 from .base import Message, Provider, ProviderError, SendResult, Target
 
@@ -83,9 +80,3 @@ class WebSocketProvider(Provider):
             return list(await asyncio.gather(*(one(message, targets) for message, targets in batch)))
 
         return async_to_sync(send_all)()
-
-
-@registry.event(EVENT_TYPE)
-async def handle_notification_event(conn: Connection, event: dict) -> None:
-    """Forward a notification sent to the user's group to this socket."""
-    await conn.send_frame(envelope(EVENT_TYPE, event.get("content", {})))
