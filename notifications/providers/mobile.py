@@ -38,8 +38,8 @@ from google.oauth2 import service_account
 
 from notifications.constants import Channel, MobilePlatform
 
-from .base import Message, Provider, ProviderError, SendResult, Target
-from .webpush import PushPolicy, fit_payload, http_error, parse_retry_after, push_policy, send_each
+from .base import Message, Provider, ProviderError, SendResult, Target, retry_after_seconds
+from .webpush import PushPolicy, fit_payload, http_error, push_policy, send_each
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 # Both services refuse a notification payload over 4 KB.
@@ -228,7 +228,7 @@ class MobilePushProvider(Provider):
             status,
             f"{code} {text}".strip(),
             target=target,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             gone=gone,
         )
 
@@ -308,7 +308,7 @@ class MobilePushProvider(Provider):
             response.status_code,
             reason or response.text[:300],
             target=target,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             gone=gone,
         )
 

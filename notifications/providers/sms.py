@@ -20,32 +20,14 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from email.utils import parsedate_to_datetime
 from typing import ClassVar
 
 from django.conf import settings
-from django.utils import timezone
 
-from .base import Message, Provider, ProviderError, SendResult, Target
+from .base import Message, Provider, ProviderError, SendResult, Target, retry_after_seconds
 
 # Twilio's limit for one message's body (longer ones are refused with 21617).
 BODY_MAX_LENGTH = 1600
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: a number of seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (moment - timezone.now()).total_seconds())
 
 
 def sms_body(message: Message) -> str:

@@ -27,8 +27,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -39,7 +37,7 @@ from pywebpush import WebPushException, webpush
 
 from notifications.constants import Channel, Priority
 
-from .base import Message, Provider, ProviderError, SendResult, Target
+from .base import Message, Provider, ProviderError, SendResult, Target, retry_after_seconds
 
 
 @dataclass(frozen=True)
@@ -102,24 +100,6 @@ def fit_payload(build: Callable[[str, bool], dict[str, Any]], body: str, limit: 
                 high = middle - 1
         return encode(body[:low] + ELLIPSIS if low else "", with_data)
     raise ProviderError(f"the notification does not fit in a {limit}-byte push payload", retryable=False)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def http_error(
@@ -311,6 +291,6 @@ class WebPushProvider(Provider):
             status,
             detail,
             target=target,
-            retry_after=parse_retry_after(exc.retry_after),
+            retry_after=retry_after_seconds(exc.retry_after),
             gone=status in (404, 410),
         )

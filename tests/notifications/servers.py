@@ -112,6 +112,12 @@ class RecordingHTTPServer:
                         self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 body = answer.encoded()
+                # Recorded before the answer goes out: a client that has read it
+                # (and a test that then looks) must find the request recorded.
+                accepted = 200 <= answer.status < 300
+                if accepted:
+                    with server._lock:
+                        server.accepted.append(request)
                 try:
                     self.send_response(answer.status)
                     for name, value in answer.headers.items():
@@ -122,11 +128,9 @@ class RecordingHTTPServer:
                     self.wfile.flush()
                 except OSError:
                     with server._lock:
+                        if accepted:
+                            server.accepted.remove(request)
                         server.dropped.append(request)
-                    return
-                if 200 <= answer.status < 300:
-                    with server._lock:
-                        server.accepted.append(request)
 
             do_POST = do_GET = do_PUT = do_DELETE = _serve
 

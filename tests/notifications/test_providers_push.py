@@ -14,14 +14,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from notifications.constants import MobilePlatform, Priority
 from notifications.models import MobileToken, WebPushSubscription
-from notifications.providers.base import Message, ProviderError, Target
+from notifications.providers.base import Message, ProviderError, Target, retry_after_seconds
 from notifications.providers.mobile import MobilePushProvider
 from notifications.providers.webpush import (
     PUSH_POLICY,
     WEBPUSH_MAX_PLAINTEXT,
     WebPushProvider,
     load_vapid,
-    parse_retry_after,
     vapid_application_server_key,
 )
 from tests.notifications.push_servers import ApnsService, FcmService, WebPushService, fcm_error
@@ -257,10 +256,10 @@ def test_retry_after_accepts_seconds_and_http_dates():
 
     from django.utils import timezone
 
-    assert parse_retry_after("17") == 17
-    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert retry_after_seconds("17") == 17
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     later = format_datetime(timezone.now() + timezone.timedelta(seconds=90), usegmt=True)
-    assert 85 <= parse_retry_after(later) <= 90
+    assert 85 <= retry_after_seconds(later) <= 90
 
 
 # --- FCM -----------------------------------------------------------------------------
