@@ -29,6 +29,7 @@ import ssl
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -116,7 +117,7 @@ class _Behaviour:
 # --- HTTP/1.1 -----------------------------------------------------------------------
 
 
-class _HTTPService(_Behaviour):
+class _HTTPService(_Behaviour, ABC):
     """A threaded http.server whose POSTs go to ``handle(path, headers, body)``."""
 
     def __init__(self, default: Answer) -> None:
@@ -163,8 +164,9 @@ class _HTTPService(_Behaviour):
         self.server.shutdown()
         self.server.server_close()
 
+    @abstractmethod
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
-        raise NotImplementedError
+        """The answer to one request (each service plays its own protocol)."""
 
 
 @dataclass
